@@ -1,0 +1,1 @@
+"""Helpers for Zerogate's own tests and benchmarks (never imported by services)."""

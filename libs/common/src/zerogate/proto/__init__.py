@@ -1,0 +1,1 @@
+"""Zerogate proto."""
