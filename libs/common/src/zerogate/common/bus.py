@@ -164,7 +164,7 @@ class Bus:
             except NoRespondersError as exc:
                 span.set_status(Status(StatusCode.ERROR, "no responders"))
                 raise BusError(f"no responder on {subject}", code="no_responders") from exc
-            except (NatsTimeoutError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, NatsTimeoutError) as exc:
                 span.set_status(Status(StatusCode.ERROR, "timeout"))
                 raise BusTimeout(f"no reply on {subject} within {timeout}s") from exc
             if msg.headers and msg.headers.get(ERROR_HEADER):
@@ -237,7 +237,7 @@ class Bus:
         self._subs.append(wrapped)
         return wrapped
 
-    async def flush(self, timeout: float = 2.0) -> None:
+    async def flush(self, timeout: int = 2) -> None:
         await self._nc.flush(timeout=timeout)
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import os
 import pwd
+import re
 import shutil
 import socket
 import stat
@@ -40,14 +41,15 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
 
 
 def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    name = Path(str(proc.args[0] if isinstance(proc.args, list) else proc.args)).name
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ConfigError(f"{proc.args[0]} exited with code {proc.returncode} during start-up")
+            raise ConfigError(f"{name} exited with code {proc.returncode} during start-up")
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
             return
         time.sleep(0.05)
-    raise ConfigError(f"{proc.args[0]} did not listen on {host}:{port} within {timeout}s")
+    raise ConfigError(f"{name} did not listen on {host}:{port} within {timeout}s")
 
 
 def _terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
@@ -159,7 +161,8 @@ class PostgresServer(_Server):
         self.port = port or free_port(host)
         self.user: pwd.struct_passwd | None = None
         if os.geteuid() == 0:
-            self.user = _ensure_system_user(os.environ.get("ZG_PG_SYSTEM_USER", "embedded_postgres"))
+            system_user = os.environ.get("ZG_PG_SYSTEM_USER", "embedded_postgres")
+            self.user = _ensure_system_user(system_user)
             if not _traversable_by_others(data_dir.parent):
                 # The unprivileged server must be able to reach its directory.
                 digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
@@ -170,10 +173,13 @@ class PostgresServer(_Server):
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@{self.host}:{self.port}/{database}"
 
-    def _run_as(self) -> dict[str, int]:
-        if self.user is None:
-            return {}
-        return {"user": self.user.pw_uid, "group": self.user.pw_gid}
+    @property
+    def _uid(self) -> int | None:
+        return self.user.pw_uid if self.user else None
+
+    @property
+    def _gid(self) -> int | None:
+        return self.user.pw_gid if self.user else None
 
     def start(self) -> None:
         bin_dir = _pg_bin()
@@ -196,7 +202,8 @@ class PostgresServer(_Server):
                 check=True,
                 capture_output=True,
                 timeout=120,
-                **self._run_as(),  # type: ignore[arg-type]
+                user=self._uid,
+                group=self._gid,
             )
         # A stale postmaster.pid from a killed run would stop the new server.
         pidfile = self.data_dir / "postmaster.pid"
@@ -231,7 +238,8 @@ class PostgresServer(_Server):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                **self._run_as(),  # type: ignore[arg-type]
+                user=self._uid,
+                group=self._gid,
             )
         wait_for_port(self.host, self.port, 60.0, self.proc)
         self._wait_ready(bin_dir)
@@ -251,9 +259,11 @@ class PostgresServer(_Server):
 
     def create_database(self, name: str) -> str:
         """Create ``name`` if missing and return its URL."""
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+            raise ConfigError(f"invalid database name {name!r}")
         psql = str(_pg_bin() / "psql")
         exists = subprocess.run(
-            [psql, self.url(), "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+            [psql, self.url(), "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],  # noqa: S608
             check=True,
             capture_output=True,
             timeout=30,

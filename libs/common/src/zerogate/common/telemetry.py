@@ -67,7 +67,8 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in self._SKIP and not key.startswith("_"):
-                out[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
+                plain = isinstance(value, str | int | float | bool | None)
+                out[key] = value if plain else str(value)
         span = trace.get_current_span().get_span_context()
         if span.is_valid:
             out["trace_id"] = format(span.trace_id, "032x")
@@ -127,7 +128,8 @@ def instrument_fastapi(app: Any) -> None:
     """HTTP server spans ``{method} {route}`` for a FastAPI app."""
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=_provider or trace.get_tracer_provider())
+    provider = _provider or trace.get_tracer_provider()
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
 
 
 def tracer(name: str) -> trace.Tracer:

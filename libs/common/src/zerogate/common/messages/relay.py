@@ -25,14 +25,14 @@ from typing import Annotated, Final, Literal
 
 from pydantic import (
     AwareDatetime,
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     field_serializer,
     field_validator,
     model_validator,
 )
+
+from zerogate.common.messages import Message
 
 __all__ = [
     "MAX_SELECT_COUNT",
@@ -59,11 +59,6 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Identifier = Annotated[str, Field(pattern=_ID_PATTERN)]
 
 
-class _Message(BaseModel):
-    # Same configuration as ``zerogate.common.messages.Message``.
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-
 def _ip_list(values: list[str], version: Literal[4, 6]) -> list[str]:
     out = []
     for value in values:
@@ -77,7 +72,7 @@ def _ip_list(values: list[str], version: Literal[4, 6]) -> list[str]:
     return out
 
 
-class RelayAddress(_Message):
+class RelayAddress(Message):
     """One transport address of a relay (its STUN/TURN UDP port)."""
 
     host: str
@@ -100,7 +95,7 @@ class RelayAddress(_Message):
         return f"[{self.host}]:{self.port}" if self.family == 6 else f"{self.host}:{self.port}"
 
 
-class RelayHeartbeat(_Message):
+class RelayHeartbeat(Message):
     """What a relay announces about itself on ``RELAY_HEARTBEAT``."""
 
     relay_id: Identifier
@@ -151,17 +146,19 @@ class RelayHeartbeat(_Message):
         ]
 
 
-class RelaySelectRequest(_Message):
+class RelaySelectRequest(Message):
     """Ask for the relays nearest to an agent, with credentials minted for it.
 
     The asker's location is ``lat``/``lon`` when given (e.g. from a load
-    balancer's geo headers), else the geolocation of ``ip``; with neither the
-    registry picks at random.
+    balancer's geo headers), else the geolocation of ``ip``, else the centre of
+    ``country`` (ISO 3166-1 alpha-2, e.g. from a CDN's country header); with
+    none of them the registry picks at random.
     """
 
     ip: str | None = None
     lat: Latitude | None = None
     lon: Longitude | None = None
+    country: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")] | None = None
     count: int = Field(default=2, ge=1, le=MAX_SELECT_COUNT)
     #: The agent (client or gateway id) the credentials are for.
     for_id: Identifier
@@ -178,6 +175,11 @@ class RelaySelectRequest(_Message):
         except ValueError as exc:
             raise ValueError(f"{value!r} is not an IP address") from exc
 
+    @field_validator("country")
+    @classmethod
+    def _country_upper(cls, value: str | None) -> str | None:
+        return value.upper() if value is not None else None
+
     @model_validator(mode="after")
     def _pair(self) -> RelaySelectRequest:
         if (self.lat is None) != (self.lon is None):
@@ -185,7 +187,7 @@ class RelaySelectRequest(_Message):
         return self
 
 
-class RelayOffer(_Message):
+class RelayOffer(Message):
     """One relay and the TURN credentials to use it (TURN REST scheme)."""
 
     relay_id: Identifier
@@ -202,11 +204,11 @@ class RelayOffer(_Message):
         return value.get_secret_value()
 
 
-class RelaySelectReply(_Message):
+class RelaySelectReply(Message):
     offers: list[RelayOffer]
 
 
-class RelayOnline(_Message):
+class RelayOnline(Message):
     """A relay was heard from for the first time (or again after going offline)."""
 
     relay_id: Identifier
@@ -217,7 +219,7 @@ class RelayOnline(_Message):
     at: AwareDatetime
 
 
-class RelayOffline(_Message):
+class RelayOffline(Message):
     """A relay missed three heartbeat intervals and is no longer offered."""
 
     relay_id: Identifier

@@ -149,7 +149,6 @@ CREATE TABLE tokens (
     secret_hash    bytea NOT NULL,
     expires_at     timestamptz,
     revoked_at     timestamptz,
-    last_used_at   timestamptz,
     created_by     uuid,
     created_at     timestamptz NOT NULL DEFAULT now(),
     CHECK ((type = 'gateway' AND site_id IS NOT NULL AND actor_id IS NULL)

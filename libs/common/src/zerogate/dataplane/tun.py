@@ -1,0 +1,143 @@
+"""Linux TUN devices: open them, configure them with pyroute2, read and write packets.
+
+A :class:`Tun` wraps the file descriptor of ``/dev/net/tun`` attached to one
+interface (``IFF_TUN | IFF_NO_PI``: every read and write is exactly one IP
+packet). With ``offload=True`` the device is opened with ``IFF_VNET_HDR`` and
+``TUNSETOFFLOAD``; each packet then carries a ``virtio_net_hdr`` in front and
+may be a TCP super-packet (see :mod:`zerogate.dataplane.offload`). The device
+disappears when the descriptor is closed (it is never made persistent), so a
+crashed process leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import struct
+from collections.abc import Iterable
+from types import TracebackType
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from zerogate.dataplane.errors import TunError
+from zerogate.dataplane.wgconfig import IPInterface, IPNetwork
+
+log = logging.getLogger(__name__)
+
+TUN_PATH = "/dev/net/tun"
+# linux/if_tun.h
+TUNSETIFF = 0x400454CA
+TUNSETOFFLOAD = 0x400454D0
+TUNSETVNETHDRSZ = 0x400454D8
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
+TUN_F_TSO_ECN = 0x08
+VIRTIO_NET_HDR_LEN = 10  # struct virtio_net_hdr (linux/virtio_net.h)
+DEFAULT_MTU = 1420  # wg-quick's default: 1500 - 80 bytes of IPv6/UDP/WireGuard overhead
+TX_QUEUE_LEN = 1000
+READ_SIZE = 65536 + VIRTIO_NET_HDR_LEN
+
+
+class Tun:
+    """An open TUN device. Use :meth:`open`, then :meth:`configure`."""
+
+    def __init__(self, fd: int, name: str, offload: bool) -> None:
+        self.fd = fd
+        self.name = name
+        self.offload = offload
+        self.ifindex: int | None = None
+
+    @classmethod
+    def open(cls, name: str, *, offload: bool = False) -> Tun:
+        """Create the interface ``name``; with ``offload`` try TSO and fall back without."""
+        try:
+            fd = os.open(TUN_PATH, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as exc:
+            raise TunError(f"cannot open {TUN_PATH}: {exc.strerror}") from exc
+        flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if offload else 0)
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), flags))
+        except OSError as exc:
+            os.close(fd)
+            raise TunError(f"cannot create TUN {name}: {exc.strerror}") from exc
+        enabled = False
+        if offload:
+            try:
+                fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VIRTIO_NET_HDR_LEN))
+                fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
+                enabled = True
+            except OSError as exc:
+                # IFF_VNET_HDR cannot be dropped on an attached fd: start again without.
+                log.info("TUN offloads unavailable (%s); using plain packets", exc.strerror)
+                os.close(fd)
+                return cls.open(name, offload=False)
+        os.set_blocking(fd, False)
+        return cls(fd, name, enabled)
+
+    def configure(
+        self,
+        *,
+        mtu: int,
+        addresses: Iterable[IPInterface] = (),
+        routes: Iterable[IPNetwork] = (),
+    ) -> None:
+        """Set MTU, addresses and routes, and bring the link up (rtnetlink via pyroute2)."""
+        try:
+            with IPRoute() as ipr:
+                found = ipr.link_lookup(ifname=self.name)
+                if not found:
+                    raise TunError(f"interface {self.name} vanished")
+                index = int(found[0])
+                self.ifindex = index
+                ipr.link("set", index=index, mtu=mtu, txqlen=TX_QUEUE_LEN)
+                for address in addresses:
+                    ipr.addr(
+                        "add",
+                        index=index,
+                        address=str(address.ip),
+                        prefixlen=address.network.prefixlen,
+                    )
+                ipr.link("set", index=index, state="up")
+                for network in routes:
+                    if network.prefixlen == 0:
+                        # wg-quick needs policy routing (fwmark rules) for a default
+                        # route; we do not install one, the operator routes.
+                        log.warning("not installing default route %s on %s", network, self.name)
+                        continue
+                    try:
+                        ipr.route("add", dst=str(network), oif=index)
+                    except NetlinkError as exc:
+                        if exc.code != errno.EEXIST:  # already covered by an Address
+                            raise
+        except NetlinkError as exc:
+            raise TunError(f"configuring {self.name}: {exc}") from exc
+
+    def read(self) -> bytes:
+        """One packet (raises BlockingIOError when none is waiting)."""
+        return os.read(self.fd, READ_SIZE)
+
+    def write(self, packet: bytes) -> None:
+        os.write(self.fd, packet)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Tun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

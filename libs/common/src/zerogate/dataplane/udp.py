@@ -1,0 +1,203 @@
+"""The interface's UDP sockets, read and written in batches.
+
+One socket per address family, both bound to the listen port (an AF_INET6
+socket with ``IPV6_V6ONLY=1`` beside an AF_INET one, so sources come back in
+their plain form and no v4-mapped address is ever handed to the core).
+Endpoints are ``(host, port)`` tuples everywhere.
+
+Speed (Linux): buffers are raised with ``SO_RCVBUFFORCE``/``SO_SNDBUFFORCE``;
+UDP GSO (``UDP_SEGMENT``) sends up to :data:`GSO_MAX_SEGMENTS` equal-sized
+datagrams to one destination in one ``sendmsg``; UDP GRO (``UDP_GRO``) lets one
+``recvmsg`` return many datagrams glued together, with their size in a control
+message. Both are probed at startup and dropped if the kernel refuses them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import socket
+import struct
+from collections.abc import Sequence
+
+from zerogate.dataplane.errors import DataplaneError
+
+log = logging.getLogger(__name__)
+
+Endpoint = tuple[str, int]
+
+SOL_UDP = 17
+UDP_SEGMENT = 103  # linux/udp.h
+UDP_GRO = 104  # linux/udp.h
+SO_SNDBUFFORCE = 32  # asm-generic/socket.h
+SO_RCVBUFFORCE = 33
+SO_MARK = 36
+SOCKET_BUFFER = 8 * 1024 * 1024
+GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS in linux/udp.h
+GSO_MAX_BYTES = 65000  # stay under the 65507-byte IPv4 UDP payload limit
+RECV_SIZE = 65536
+CMSG_SPACE = socket.CMSG_SPACE(4)
+_U16 = struct.Struct("=H")
+_I32 = struct.Struct("=i")
+BIND_ATTEMPTS = 16
+
+
+class UdpError(DataplaneError):
+    """Binding the UDP sockets failed."""
+
+
+def _raise_buffers(sock: socket.socket) -> None:
+    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
+        except OSError:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER)
+
+
+class UdpSockets:
+    """Bound UDP sockets for one interface (IPv4 always, IPv6 when the host has it)."""
+
+    def __init__(self, v4: socket.socket, v6: socket.socket | None) -> None:
+        self.v4 = v4
+        self.v6 = v6
+        self.port: int = v4.getsockname()[1]
+        self.gso = self._probe(UDP_SEGMENT, 1280)
+        self.gro = self._probe(UDP_GRO, 1)
+        self.send_errors = 0
+
+    @classmethod
+    def bind(cls, port: int | None, *, fwmark: int | None = None) -> UdpSockets:
+        """Bind both families to ``port`` (0 or None: one free port for both)."""
+        wanted = port or 0
+        last_error: OSError | None = None
+        for _ in range(BIND_ATTEMPTS):
+            v4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                v4.bind(("0.0.0.0", wanted))  # noqa: S104 - a VPN listens on every address
+            except OSError as exc:
+                v4.close()
+                raise UdpError(f"ListenPort: cannot bind UDP port {wanted}: {exc.strerror}") from exc
+            chosen = v4.getsockname()[1]
+            v6: socket.socket | None = None
+            if socket.has_ipv6:
+                v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+                v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    v6.bind(("::", chosen))
+                except OSError as exc:
+                    v6.close()
+                    v6 = None
+                    if exc.errno == errno.EADDRINUSE:
+                        v4.close()
+                        last_error = exc
+                        if wanted:
+                            raise UdpError(
+                                f"ListenPort: cannot bind UDP port {wanted} for IPv6: {exc.strerror}"
+                            ) from exc
+                        continue
+                    log.info("no IPv6 UDP socket: %s", exc.strerror)
+            for sock in (v4, v6):
+                if sock is None:
+                    continue
+                sock.setblocking(False)
+                _raise_buffers(sock)
+                if fwmark:
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, SO_MARK, fwmark)
+                    except OSError as exc:
+                        raise UdpError(f"FwMark: cannot set: {exc.strerror}") from exc
+            return cls(v4, v6)
+        raise UdpError(f"ListenPort: no free port for both families: {last_error}")
+
+    def _probe(self, option: int, value: int) -> bool:
+        try:
+            for sock in self.sockets():
+                sock.setsockopt(SOL_UDP, option, value)
+            if option == UDP_SEGMENT:
+                for sock in self.sockets():  # a per-call size is given in sendmsg instead
+                    sock.setsockopt(SOL_UDP, option, 0)
+        except OSError:
+            return False
+        return True
+
+    def sockets(self) -> list[socket.socket]:
+        return [self.v4] if self.v6 is None else [self.v4, self.v6]
+
+    def socket_for(self, host: str) -> socket.socket | None:
+        if ":" in host:
+            return self.v6
+        return self.v4
+
+    def send(self, destination: Endpoint, data: bytes) -> None:
+        """Send one datagram; a full buffer or an unreachable host drops it."""
+        sock = self.v6 if ":" in destination[0] else self.v4
+        if sock is None:
+            self.send_errors += 1
+            return
+        try:
+            sock.sendto(data, destination)
+        except OSError:
+            self.send_errors += 1
+
+    def send_many(self, destination: Endpoint, datagrams: Sequence[bytes]) -> None:
+        """Send datagrams to one destination, with GSO where sizes allow."""
+        count = len(datagrams)
+        if count == 1 or not self.gso:
+            for data in datagrams:
+                self.send(destination, data)
+            return
+        sock = self.v6 if ":" in destination[0] else self.v4
+        if sock is None:
+            self.send_errors += count
+            return
+        start = 0
+        while start < count:
+            size = len(datagrams[start])
+            end = start + 1
+            total = size
+            # GSO: all segments of one size, only the last may be shorter.
+            limit = min(count, start + GSO_MAX_SEGMENTS)
+            while end < limit:
+                nxt = len(datagrams[end])
+                if nxt > size or total + nxt > GSO_MAX_BYTES:
+                    break
+                total += nxt
+                end += 1
+                if nxt < size:
+                    break
+            if end - start == 1:
+                try:
+                    sock.sendto(datagrams[start], destination)
+                except OSError:
+                    self.send_errors += 1
+            else:
+                try:
+                    sock.sendmsg(
+                        datagrams[start:end],
+                        [(SOL_UDP, UDP_SEGMENT, _U16.pack(size))],
+                        0,
+                        destination,
+                    )
+                except OSError as exc:
+                    if exc.errno in (errno.EIO, errno.EINVAL, errno.EOPNOTSUPP):
+                        log.info("UDP GSO refused (%s); sending one by one", exc.strerror)
+                        self.gso = False
+                        for data in datagrams[start:end]:
+                            self.send(destination, data)
+                    else:
+                        self.send_errors += end - start
+            start = end
+
+    def close(self) -> None:
+        for sock in self.sockets():
+            sock.close()
+
+
+def gro_segment_size(ancdata: list[tuple[int, int, bytes]]) -> int:
+    """The datagram size of a GRO batch from recvmsg's control data (0 if none)."""
+    for level, kind, data in ancdata:
+        if level == SOL_UDP and kind == UDP_GRO and len(data) >= _I32.size:
+            return int(_I32.unpack_from(data)[0])
+    return 0

@@ -1,0 +1,30 @@
+"""Errors of the api service.
+
+::
+
+    ZerogateError (zerogate.common.errors)
+    ├── NotFound       404: the object does not exist for this caller's account
+    ├── Unauthorized   401: missing, malformed, expired or revoked token
+    ├── Forbidden      403: valid token, but this actor may not use the endpoint
+    ├── Conflict       409: the change clashes with existing state
+    └── Invalid        422: the request is well-formed JSON but semantically wrong
+
+Services raise these; :mod:`zerogate.api.problems` renders every one of them
+(and every other error) as RFC 9457 ``application/problem+json``. The bus
+handlers raise the same errors, so their ``code`` crosses NATS unchanged.
+"""
+
+from __future__ import annotations
+
+from zerogate.common.errors import Conflict, Forbidden, NotFound, Unauthorized, ZerogateError
+
+
+class Invalid(ZerogateError):
+    default_code = "invalid"
+
+
+def not_found(kind: str) -> NotFound:
+    return NotFound(f"{kind} not found")
+
+
+__all__ = ["Conflict", "Forbidden", "Invalid", "NotFound", "Unauthorized", "ZerogateError"]

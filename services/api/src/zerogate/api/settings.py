@@ -1,0 +1,24 @@
+"""Settings of the api service (environment variables ``ZG_*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from zerogate.common.settings import ZGSettings
+
+
+class ApiSettings(ZGSettings):
+    #: ``ZG_DATABASE_URL``: a libpq URL; it may hold a password, hence SecretStr.
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/zerogate")
+    #: ``ZG_NATS_URL``
+    nats_url: str | None = "nats://127.0.0.1:4222"
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=1, le=65535)
+    #: Lifetime of an API token when the request names no ``expires_at``.
+    api_token_ttl_days: int = Field(default=90, ge=1, le=3650)
+    #: Lifetime of a service account's client token when none is named.
+    client_token_ttl_days: int = Field(default=90, ge=1, le=3650)
+    db_pool_min: int = Field(default=1, ge=1)
+    db_pool_max: int = Field(default=10, ge=1)
+    #: Apply pending migrations when ``serve`` starts.
+    migrate_on_start: bool = True
