@@ -54,22 +54,26 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
+import ctypes
 import ipaddress
 import json
 import os
 import re
 import secrets
+import select
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Self
+from typing import IO, Self, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
@@ -96,7 +100,9 @@ __all__ = [
     "WgKeypair",
     "WgPeerConfig",
     "WgPeerStatus",
+    "existing_namespaces",
     "lab_unavailable_reason",
+    "parse_wg_dump",
     "render_wg_quick",
     "render_wg_setconf",
     "start_wireguard_go",
@@ -114,6 +120,8 @@ STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 READY_TIMEOUT = 15.0  # seconds a daemon gets to create its interface/socket
 WG_RUN_DIR = Path("/var/run/wireguard")  # wireguard-go ipc/uapi_unix.go socketDirectory
 WG_KEY_LEN = 32  # whitepaper §5.4: Curve25519 keys and the PSK are 32 bytes
+
+T = TypeVar("T")
 
 _ROLE_RE = re.compile(r"^[a-z0-9]{1,16}$")
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -191,6 +199,114 @@ def _run(
 
 def _is_v6(addr: str) -> bool:
     return ipaddress.ip_interface(addr).version == 6
+
+
+_CLONE_NEWNET = 0x40000000  # linux/sched.h
+_NETNS_DIR = Path("/var/run/netns")  # where `ip netns add` mounts namespaces
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _call_in_netns(name: str, fn: Callable[[], T]) -> T:
+    outcome: list[tuple[bool, object]] = []
+
+    def target() -> None:
+        try:
+            with (_NETNS_DIR / name).open("rb") as handle:
+                if _libc.setns(handle.fileno(), _CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns({name}): {os.strerror(err)}")
+            outcome.append((True, fn()))
+        except BaseException as exc:  # handed back to the caller below
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=target, name=f"netns-{name}", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        assert isinstance(value, BaseException)
+        raise value
+    return value  # type: ignore[return-value]
+
+
+ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0  # RFC 792
+ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY = 128, 129  # RFC 4443 §4.1, §4.2
+
+
+def _inet_checksum(data: bytes) -> int:
+    """RFC 1071 Internet checksum."""
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _echo_request(v6: bool, ident: int, seq: int, payload: bytes) -> bytes:
+    kind = ICMPV6_ECHO_REQUEST if v6 else ICMP_ECHO_REQUEST
+    head = struct.pack("!BBHHH", kind, 0, 0, ident, seq)
+    if v6:  # the kernel fills in the ICMPv6 checksum (it needs the pseudo-header)
+        return head + payload
+    csum = _inet_checksum(head + payload)
+    return struct.pack("!BBHHH", kind, 0, csum, ident, seq) + payload
+
+
+def _echo_reply(v6: bool, data: bytes) -> tuple[int, int] | None:
+    """(identifier, sequence) of an echo reply, else None. IPv4 raw reads include the IP header."""
+    if not v6:
+        if len(data) < 20:
+            return None
+        data = data[(data[0] & 0x0F) * 4 :]
+    if len(data) < 8:
+        return None
+    kind, code, _csum, ident, seq = struct.unpack("!BBHHH", data[:8])
+    if code != 0 or kind != (ICMPV6_ECHO_REPLY if v6 else ICMP_ECHO_REPLY):
+        return None
+    return ident, seq
+
+
+def _ping_loop(
+    sock: socket.socket,
+    dst: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    count: int,
+    interval: float,
+    timeout: float,
+    payload_size: int,
+) -> list[float | None]:
+    v6 = dst.version == 6
+    ident = secrets.randbits(16)
+    payload = (b"zerogate-netlab-" * (payload_size // 16 + 1))[:payload_size]
+    sent: dict[int, float] = {}
+    rtts: list[float | None] = [None] * count
+    seq = 0
+    next_send = time.monotonic()
+    end = float("inf")
+    while True:
+        now = time.monotonic()
+        if seq < count and now >= next_send:
+            sent[seq] = now
+            with contextlib.suppress(OSError):  # no route yet: counts as a loss
+                sock.sendto(_echo_request(v6, ident, seq, payload), (str(dst), 0))
+            seq += 1
+            next_send = now + interval
+            if seq == count:
+                end = now + timeout
+        if now >= end or (seq == count and all(r is not None for r in rtts)):
+            return rtts
+        wake = min(next_send if seq < count else end, end)
+        ready, _, _ = select.select([sock], [], [], max(0.0, wake - now))
+        if not ready:
+            continue
+        data, addr = sock.recvfrom(65535)
+        got = time.monotonic()
+        reply = _echo_reply(v6, data)
+        if reply is None or reply[0] != ident or reply[1] not in sent:
+            continue
+        if ipaddress.ip_address(str(addr[0]).split("%")[0]) != dst:
+            continue
+        if rtts[reply[1]] is None:
+            rtts[reply[1]] = (got - sent[reply[1]]) * 1000.0
 
 
 # --------------------------------------------------------------------------- processes
@@ -416,31 +532,61 @@ class Namespace:
     def clear_rate_limit(self, ifname: str) -> None:
         self.run("tc", "qdisc", "del", "dev", ifname, "root", check=False)
 
+    # ---- in-process access
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in a short-lived thread that has entered this namespace.
+
+        Only that thread switches namespace (``setns(2)`` on a thread), so the
+        caller's own networking is untouched. Sockets created by ``fn`` stay
+        in this namespace for their whole life, whichever thread uses them.
+        """
+        return _call_in_netns(self.name, fn)
+
+    def socket(
+        self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM, proto: int = 0
+    ) -> socket.socket:
+        """A socket that lives in this namespace, usable from any thread."""
+        return self.call(lambda: socket.socket(family, type, proto))
+
     # ---- probes
 
     def ping(
         self, destination: str, *, count: int = 1, timeout: float = 1.0, interval: float = 0.2
     ) -> bool:
-        """True when at least one of ``count`` echo requests got a reply."""
-        deadline = max(1, int(timeout * count + interval * count + 1))
-        proc = self.run(
-            "ping", "-n", "-q", "-c", str(count), "-i", f"{interval:g}",
-            "-W", f"{timeout:g}", "-w", str(deadline), destination,
-            check=False, timeout=deadline + 5,
-        )  # fmt: skip
-        return proc.returncode == 0
+        """True when at least one of ``count`` ICMP echo requests got a reply."""
+        replies = self.ping_each(destination, count=count, timeout=timeout, interval=interval)
+        return any(r is not None for r in replies)
 
     def ping_rtts(
         self, destination: str, *, count: int = 20, interval: float = 0.1, timeout: float = 1.0
     ) -> list[float]:
         """Round-trip times in milliseconds of the echo replies that came back."""
-        deadline = max(1, int(timeout + interval * count + 1))
-        proc = self.run(
-            "ping", "-n", "-c", str(count), "-i", f"{interval:g}",
-            "-W", f"{timeout:g}", "-w", str(deadline), destination,
-            check=False, timeout=deadline + 5,
-        )  # fmt: skip
-        return [float(m) for m in re.findall(r"time=([0-9.]+) ms", proc.stdout)]
+        replies = self.ping_each(destination, count=count, timeout=timeout, interval=interval)
+        return [r for r in replies if r is not None]
+
+    def ping_each(
+        self,
+        destination: str,
+        *,
+        count: int = 1,
+        interval: float = 0.2,
+        timeout: float = 1.0,
+        payload_size: int = 56,
+    ) -> list[float | None]:
+        """Send ``count`` ICMP echo requests, ``interval`` seconds apart, from this namespace.
+
+        Returns one entry per request: its round-trip time in milliseconds, or
+        ``None`` when no reply came within ``timeout`` seconds after the last
+        request. Uses a raw socket (root), so no ``ping`` binary is needed.
+        """
+        dst = ipaddress.ip_address(destination)
+        if dst.version == 6:
+            sock = self.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        else:
+            sock = self.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        with sock:
+            return _ping_loop(sock, dst, count, interval, timeout, payload_size)
 
 
 @dataclass(frozen=True)

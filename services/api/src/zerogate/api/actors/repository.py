@@ -1,0 +1,93 @@
+"""Actor SQL."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from zerogate.api.db import Connection
+from zerogate.api.pagination import PageParams, keyset_clause
+
+_COLUMNS = "id, account_id, type, name, email, disabled_at, created_at, updated_at"
+
+
+async def create_actor(
+    conn: Connection, *, account_id: uuid.UUID, type: str, name: str, email: str | None  # noqa: A002
+) -> Any:
+    return await conn.fetchrow(
+        f"INSERT INTO actors (account_id, type, name, email) VALUES ($1, $2, $3, $4)"
+        f" RETURNING {_COLUMNS}",
+        account_id,
+        type,
+        name,
+        email,
+    )
+
+
+async def get_actor(conn: Connection, account_id: uuid.UUID, actor_id: uuid.UUID) -> Any:
+    return await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM actors WHERE account_id = $1 AND id = $2", account_id, actor_id
+    )
+
+
+async def list_actors(conn: Connection, account_id: uuid.UUID, params: PageParams) -> list[Any]:
+    clause, args = keyset_clause(params, 3)
+    return list(
+        await conn.fetch(
+            f"SELECT {_COLUMNS} FROM actors WHERE account_id = $1{clause}"
+            " ORDER BY created_at, id LIMIT $2",
+            account_id,
+            params.limit + 1,
+            *args,
+        )
+    )
+
+
+async def update_actor(
+    conn: Connection, account_id: uuid.UUID, actor_id: uuid.UUID, changes: dict[str, Any]
+) -> Any:
+    allowed = {k: v for k, v in changes.items() if k in {"type", "name", "email"}}
+    if not allowed:
+        return await get_actor(conn, account_id, actor_id)
+    sets = ", ".join(f"{col} = ${i}" for i, col in enumerate(allowed, start=3))
+    return await conn.fetchrow(
+        f"UPDATE actors SET {sets}, updated_at = now() WHERE account_id = $1 AND id = $2"
+        f" RETURNING {_COLUMNS}",
+        account_id,
+        actor_id,
+        *allowed.values(),
+    )
+
+
+async def set_disabled(
+    conn: Connection, account_id: uuid.UUID, actor_id: uuid.UUID, *, disabled: bool
+) -> Any:
+    return await conn.fetchrow(
+        f"""UPDATE actors
+               SET disabled_at = CASE WHEN $3 THEN coalesce(disabled_at, now()) ELSE NULL END,
+                   updated_at = now()
+             WHERE account_id = $1 AND id = $2 RETURNING {_COLUMNS}""",
+        account_id,
+        actor_id,
+        disabled,
+    )
+
+
+async def delete_actor(conn: Connection, account_id: uuid.UUID, actor_id: uuid.UUID) -> Any:
+    """Delete; memberships, clients and tokens go with it (ON DELETE CASCADE)."""
+    return await conn.fetchrow(
+        f"DELETE FROM actors WHERE account_id = $1 AND id = $2 RETURNING {_COLUMNS}",
+        account_id,
+        actor_id,
+    )
+
+
+async def existing_actor_ids(
+    conn: Connection, account_id: uuid.UUID, actor_ids: list[uuid.UUID]
+) -> set[uuid.UUID]:
+    rows = await conn.fetch(
+        "SELECT id FROM actors WHERE account_id = $1 AND id = ANY($2::uuid[])",
+        account_id,
+        actor_ids,
+    )
+    return {r["id"] for r in rows}

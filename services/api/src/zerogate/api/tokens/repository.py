@@ -1,0 +1,211 @@
+"""Tokens: issued once, stored only as a salted hash, checked in constant time.
+
+A token reads ``<token_id>.<secret>``: the id (a UUID) finds the row, the
+secret (32 random bytes, URL-safe base64) is never stored. The row keeps a
+random 16-byte salt and ``HMAC-SHA256(key=salt, msg="<token_id>.<secret>")``.
+A slow password hash (scrypt, argon2) buys nothing for 256-bit random secrets
+and would cost milliseconds on every connect, so a keyed SHA-256 is used; the
+digest is compared with :func:`hmac.compare_digest`. An unknown id still costs
+one HMAC and one comparison, so timing does not tell ids apart.
+
+Types: ``api`` (REST, an actor's), ``client`` (an agent's, a service account's
+or a user's), ``gateway`` (a site's, reusable by any number of gateways).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from zerogate.api.db import Connection
+from zerogate.api.pagination import PageParams, keyset_clause
+
+TokenType = Literal["api", "client", "gateway"]
+
+SECRET_BYTES: Final = 32
+SALT_BYTES: Final = 16
+_DUMMY_SALT: Final = bytes(SALT_BYTES)
+_DUMMY_HASH: Final = bytes(32)
+#: Longest text :func:`verify_token` even looks at (36-char UUID, dot, 43-char secret).
+MAX_TOKEN_LENGTH: Final = 128
+
+
+def hash_secret(salt: bytes, token_id: uuid.UUID, secret: str) -> bytes:
+    return hmac.new(salt, f"{token_id}.{secret}".encode(), hashlib.sha256).digest()
+
+
+def parse_token(text: str) -> tuple[uuid.UUID, str] | None:
+    """``(token_id, secret)``, or None when the text cannot be one of our tokens."""
+    if len(text) > MAX_TOKEN_LENGTH or "." not in text:
+        return None
+    ident, secret = text.split(".", 1)
+    try:
+        token_id = uuid.UUID(ident)
+    except ValueError:
+        return None
+    if str(token_id) != ident.lower() or not secret:
+        return None
+    return token_id, secret
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """What a valid token grants: who, in which account, until when."""
+
+    token_id: uuid.UUID
+    account_id: uuid.UUID
+    type: TokenType
+    actor_id: uuid.UUID | None
+    actor_type: str | None
+    site_id: uuid.UUID | None
+    expires_at: datetime | None
+
+
+_COLUMNS: Final = (
+    "t.id, t.account_id, t.type, t.actor_id, t.site_id, t.name, t.expires_at, "
+    "t.revoked_at, t.created_by, t.created_at"
+)
+
+
+async def create_token(
+    conn: Connection,
+    *,
+    account_id: uuid.UUID,
+    type: TokenType,  # noqa: A002 - the column's name
+    actor_id: uuid.UUID | None = None,
+    site_id: uuid.UUID | None = None,
+    name: str | None = None,
+    expires_at: datetime | None = None,
+    created_by: uuid.UUID | None = None,
+) -> tuple[Any, str]:
+    """Insert a token; returns its row and the plaintext, which exists only here."""
+    token_id = uuid.uuid4()
+    secret = secrets.token_urlsafe(SECRET_BYTES)
+    salt = secrets.token_bytes(SALT_BYTES)
+    row = await conn.fetchrow(
+        f"""INSERT INTO tokens AS t (id, account_id, type, actor_id, site_id, name,
+                secret_salt, secret_hash, expires_at, created_by)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            RETURNING {_COLUMNS}""",
+        token_id,
+        account_id,
+        type,
+        actor_id,
+        site_id,
+        name,
+        salt,
+        hash_secret(salt, token_id, secret),
+        expires_at,
+        created_by,
+    )
+    return row, f"{token_id}.{secret}"
+
+
+async def verify_token(
+    conn: Connection,
+    text: str,
+    *,
+    types: frozenset[TokenType] | None = None,
+    now: datetime | None = None,
+) -> VerifiedToken | None:
+    """The grant of a token, or None if it is unknown, wrong, expired, revoked,
+    of another type, or its actor is disabled. Never raises on bad input."""
+    parsed = parse_token(text)
+    if parsed is None:
+        hmac.compare_digest(_DUMMY_HASH, hash_secret(_DUMMY_SALT, uuid.UUID(int=0), text[:64]))
+        return None
+    token_id, secret = parsed
+    row = await conn.fetchrow(
+        """SELECT t.id, t.account_id, t.type, t.actor_id, t.site_id, t.expires_at,
+                  t.revoked_at, t.secret_salt, t.secret_hash,
+                  a.type AS actor_type, a.disabled_at AS actor_disabled_at
+             FROM tokens t LEFT JOIN actors a ON a.id = t.actor_id
+            WHERE t.id = $1""",
+        token_id,
+    )
+    salt = row["secret_salt"] if row is not None else _DUMMY_SALT
+    expected = row["secret_hash"] if row is not None else _DUMMY_HASH
+    matches = hmac.compare_digest(expected, hash_secret(salt, token_id, secret))
+    if row is None or not matches:
+        return None
+    moment = now or datetime.now(UTC)
+    if row["revoked_at"] is not None:
+        return None
+    if row["expires_at"] is not None and row["expires_at"] <= moment:
+        return None
+    if types is not None and row["type"] not in types:
+        return None
+    if row["actor_id"] is not None and row["actor_disabled_at"] is not None:
+        return None
+    return VerifiedToken(
+        token_id=row["id"],
+        account_id=row["account_id"],
+        type=row["type"],
+        actor_id=row["actor_id"],
+        actor_type=row["actor_type"],
+        site_id=row["site_id"],
+        expires_at=row["expires_at"],
+    )
+
+
+async def get_token(conn: Connection, account_id: uuid.UUID, token_id: uuid.UUID) -> Any:
+    return await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM tokens t"
+        " WHERE t.account_id = $1 AND t.id = $2 AND t.revoked_at IS NULL",
+        account_id,
+        token_id,
+    )
+
+
+async def list_tokens(
+    conn: Connection,
+    account_id: uuid.UUID,
+    params: PageParams,
+    *,
+    actor_id: uuid.UUID | None = None,
+    site_id: uuid.UUID | None = None,
+    type: TokenType | None = None,  # noqa: A002
+) -> list[Any]:
+    """Live (unrevoked) tokens, optionally of one actor, site or type."""
+    clause, args = keyset_clause(params, 6, "t.")
+    return list(
+        await conn.fetch(
+            f"""SELECT {_COLUMNS} FROM tokens t
+                WHERE t.account_id = $1 AND t.revoked_at IS NULL
+                  AND ($2::uuid IS NULL OR t.actor_id = $2)
+                  AND ($3::uuid IS NULL OR t.site_id = $3)
+                  AND ($4::text IS NULL OR t.type = $4)
+                  AND $5::int > 0{clause}
+                ORDER BY t.created_at, t.id LIMIT $5""",
+            account_id,
+            actor_id,
+            site_id,
+            type,
+            params.limit + 1,
+            *args,
+        )
+    )
+
+
+async def revoke_token(
+    conn: Connection,
+    account_id: uuid.UUID,
+    token_id: uuid.UUID,
+    *,
+    site_id: uuid.UUID | None = None,
+) -> Any:
+    """Mark revoked; returns the row, or None if no such live token (in that site)."""
+    return await conn.fetchrow(
+        f"""UPDATE tokens t SET revoked_at = now()
+            WHERE t.account_id = $1 AND t.id = $2 AND t.revoked_at IS NULL
+              AND ($3::uuid IS NULL OR t.site_id = $3)
+            RETURNING {_COLUMNS}""",
+        account_id,
+        token_id,
+        site_id,
+    )
