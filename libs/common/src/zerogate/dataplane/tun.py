@@ -2,9 +2,12 @@
 
 A :class:`Tun` wraps the file descriptor of ``/dev/net/tun`` attached to one
 interface (``IFF_TUN | IFF_NO_PI``: every read and write is exactly one IP
-packet). With ``offload=True`` the device is opened with ``IFF_VNET_HDR`` and
-``TUNSETOFFLOAD``; each packet then carries a ``virtio_net_hdr`` in front and
-may be a TCP super-packet (see :mod:`zerogate.dataplane.offload`). The device
+packet). With ``offload=True`` the device is opened with ``IFF_VNET_HDR``: each
+packet then carries a ``virtio_net_hdr`` in front, which lets us *write* TCP
+super-packets (GRO, see :mod:`zerogate.dataplane.offload`). With ``tso=True``
+we also ask ``TUNSETOFFLOAD`` for checksum and TCP segmentation offload, so the
+kernel may hand us 64 KiB super-packets to cut up; measured here that costs
+more Python time (checksums) than it saves, so it is off by default. The device
 disappears when the descriptor is closed (it is never made persistent), so a
 crashed process leaves nothing behind.
 """
@@ -52,11 +55,12 @@ class Tun:
         self.fd = fd
         self.name = name
         self.offload = offload
+        self.tso = False
         self.ifindex: int | None = None
 
     @classmethod
-    def open(cls, name: str, *, offload: bool = False) -> Tun:
-        """Create the interface ``name``; with ``offload`` try TSO and fall back without."""
+    def open(cls, name: str, *, offload: bool = False, tso: bool = False) -> Tun:
+        """Create the interface ``name``; with ``offload`` try vnet headers, else plain."""
         try:
             fd = os.open(TUN_PATH, os.O_RDWR | os.O_CLOEXEC)
         except OSError as exc:
@@ -71,15 +75,18 @@ class Tun:
         if offload:
             try:
                 fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VIRTIO_NET_HDR_LEN))
-                fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
+                features = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 if tso else 0
+                fcntl.ioctl(fd, TUNSETOFFLOAD, features)
                 enabled = True
             except OSError as exc:
                 # IFF_VNET_HDR cannot be dropped on an attached fd: start again without.
                 log.info("TUN offloads unavailable (%s); using plain packets", exc.strerror)
                 os.close(fd)
-                return cls.open(name, offload=False)
+                return cls.open(name, offload=False, tso=False)
         os.set_blocking(fd, False)
-        return cls(fd, name, enabled)
+        tun = cls(fd, name, enabled)
+        tun.tso = enabled and tso
+        return tun
 
     def configure(
         self,

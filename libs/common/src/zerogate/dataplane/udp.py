@@ -78,7 +78,9 @@ class UdpSockets:
                 v4.bind(("0.0.0.0", wanted))  # noqa: S104 - a VPN listens on every address
             except OSError as exc:
                 v4.close()
-                raise UdpError(f"ListenPort: cannot bind UDP port {wanted}: {exc.strerror}") from exc
+                raise UdpError(
+                    f"ListenPort: cannot bind UDP port {wanted}: {exc.strerror}"
+                ) from exc
             chosen = v4.getsockname()[1]
             v6: socket.socket | None = None
             if socket.has_ipv6:
@@ -94,7 +96,7 @@ class UdpSockets:
                         last_error = exc
                         if wanted:
                             raise UdpError(
-                                f"ListenPort: cannot bind UDP port {wanted} for IPv6: {exc.strerror}"
+                                f"ListenPort: cannot bind IPv6 UDP port {wanted}: {exc.strerror}"
                             ) from exc
                         continue
                     log.info("no IPv6 UDP socket: %s", exc.strerror)

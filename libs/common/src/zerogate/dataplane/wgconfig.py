@@ -32,7 +32,7 @@ from zerogate.dataplane.errors import ConfigError
 
 KEY_LEN = 32  # Curve25519 keys and the PSK are 32 bytes (whitepaper §5.4)
 IFNAMSIZ = 16  # linux/if.h: names are at most 15 bytes plus the NUL
-INTERFACE_NAME_RE = re.compile(r"^[a-zA-Z0-9_=+.-]{1,15}$")  # wg-quick's own check
+INTERFACE_NAME_RE = re.compile(r"[a-zA-Z0-9_=+.-]{1,15}")  # wg-quick's own check
 MIN_MTU = 576  # RFC 791 §3.1: every IPv4 host accepts 576 bytes
 MAX_MTU = 65535
 IPV6_MIN_MTU = 1280  # RFC 8200 §5
@@ -70,7 +70,7 @@ class InterfaceConfig:
 
 def validate_interface_name(name: str) -> str:
     """Return ``name`` if it is a usable Linux interface name, else raise."""
-    if not INTERFACE_NAME_RE.match(name) or name in (".", ".."):
+    if not INTERFACE_NAME_RE.fullmatch(name) or name in (".", ".."):
         raise ConfigError(
             f"interface name {name!r} must be 1-15 characters of [a-zA-Z0-9_=+.-]",
             key="interface name",

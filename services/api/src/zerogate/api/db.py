@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import asyncpg
 
@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 MIGRATION_LOCK_KEY: Final = 0x7A672D6D69677200
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
-Connection = asyncpg.Connection
-Pool = asyncpg.Pool
+#: asyncpg ships no type information; these aliases keep signatures readable.
+Connection: TypeAlias = Any
+Pool: TypeAlias = Any
 
 
 @dataclass(frozen=True, slots=True)

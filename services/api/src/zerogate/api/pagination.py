@@ -75,9 +75,7 @@ class Page(BaseModel, Generic[T]):
     metadata: PageMetadata
 
 
-def build_page(
-    rows: Sequence[Any], params: PageParams, convert: Callable[[Any], T]
-) -> Page[T]:
+def build_page(rows: Sequence[Any], params: PageParams, convert: Callable[[Any], T]) -> Page[T]:
     """``rows`` is what the repository fetched with ``limit + 1``."""
     more = len(rows) > params.limit
     shown = rows[: params.limit]

@@ -120,6 +120,15 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode at all (e.g. not UTF-8):
+        # to callers that is the same as malformed JSON.
+        return problem(
+            422,
+            "the request body is not valid JSON",
+            type_=TYPE_BASE + "validation",
+            instance=request.url.path,
+        )
     detail = exc.detail if isinstance(exc.detail, str) else None
     return problem(
         exc.status_code,
@@ -133,22 +142,30 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, asyncpg.PostgresError)
     path = request.url.path
     if isinstance(exc, asyncpg.UniqueViolationError | asyncpg.ExclusionViolationError):
-        return problem(409, "an object with these values already exists", instance=path,
-                       type_=TYPE_BASE + "conflict")
+        return problem(
+            409,
+            "an object with these values already exists",
+            instance=path,
+            type_=TYPE_BASE + "conflict",
+        )
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
-        return problem(409, "the object is still referenced, or references a missing object",
-                       instance=path, type_=TYPE_BASE + "conflict")
+        return problem(
+            409,
+            "the object is still referenced, or references a missing object",
+            instance=path,
+            type_=TYPE_BASE + "conflict",
+        )
     if isinstance(exc, asyncpg.CheckViolationError | asyncpg.NotNullViolationError):
-        return problem(422, "the values are not allowed", instance=path,
-                       type_=TYPE_BASE + "invalid")
+        return problem(
+            422, "the values are not allowed", instance=path, type_=TYPE_BASE + "invalid"
+        )
     if isinstance(exc, asyncpg.DataError):
-        return problem(422, "a value is out of range", instance=path,
-                       type_=TYPE_BASE + "invalid")
+        return problem(422, "a value is out of range", instance=path, type_=TYPE_BASE + "invalid")
     log.error("database error", extra={"sqlstate": exc.sqlstate})
     return problem(500, "internal error", instance=path)
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, _exc: Exception) -> JSONResponse:
     log.exception("unhandled error", extra={"path": request.url.path})
     return problem(500, "internal error", instance=request.url.path)
 

@@ -17,7 +17,7 @@ import re
 import socket
 from typing import Annotated, Any, Final
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from zerogate.common.settings import ZGSettings
@@ -58,7 +58,11 @@ class RelaySettings(ZGSettings):
     """Settings of ``zerogate-relay``; see ``zerogate-relay --help`` for each one."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False, populate_by_name=True
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+        validate_default=True,
     )
 
     # Shared with every service (no RELAY in the variable name).
@@ -67,18 +71,19 @@ class RelaySettings(ZGSettings):
 
     relay_id: str = Field(default_factory=_default_relay_id)
     listen_ip: Annotated[list[IPAddress], NoDecode] = Field(
-        default_factory=lambda: [ipaddress.ip_address("0.0.0.0"), ipaddress.ip_address("::")]
+        default_factory=lambda: [ipaddress.ip_address("0.0.0.0"), ipaddress.ip_address("::")]  # noqa: S104
     )
     public_ip: Annotated[list[IPAddress], NoDecode] = Field(default_factory=list)
     #: 0 binds a free port (tests); the heartbeat announces the bound one.
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
-    relay_ports: tuple[int, int] = DEFAULT_RELAY_PORTS
+    relay_ports: Annotated[tuple[int, int], NoDecode] = DEFAULT_RELAY_PORTS
     realm: str = Field(default="zerogate", min_length=1, max_length=127)
     auth_secret: SecretStr | None = None
     allow_peer: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
     lat: float | None = Field(default=None, ge=-90.0, le=90.0, allow_inf_nan=False)
     lon: float | None = Field(default=None, ge=-180.0, le=180.0, allow_inf_nan=False)
-    http_ip: IPAddress = ipaddress.ip_address("0.0.0.0")
+    #: Probes are scraped from outside the pod/host, so all interfaces by default.
+    http_ip: IPAddress = ipaddress.ip_address("0.0.0.0")  # noqa: S104
     #: 0 binds a free port (logged).
     http_port: int = Field(default=DEFAULT_HTTP_PORT, ge=0, le=65535)
     heartbeat_interval: float = Field(
@@ -92,7 +97,6 @@ class RelaySettings(ZGSettings):
     total_quota: int = Field(default=10_000, ge=1)
     #: Kernel socket buffers in bytes (the default ~200 KiB drops bursts).
     socket_buffer: int = Field(default=8 * 1024 * 1024, ge=65536, le=1 << 30)
-    log_json: bool | None = None
 
     @field_validator("listen_ip", "public_ip", "allow_peer", mode="before")
     @classmethod
@@ -141,27 +145,48 @@ class RelaySettings(ZGSettings):
             raise ValueError("expected nats://host:port (or tls://, ws://, wss://)")
         return value
 
-    @model_validator(mode="after")
-    def _consistent(self) -> RelaySettings:
-        if not self.listen_ip:
-            raise ValueError("listen_ip: at least one address is needed")
-        families = [ip.version for ip in self.listen_ip]
+    # Cross-field checks are field validators (not a model validator) so that an
+    # error names its variable; fields are validated in declaration order.
+    @field_validator("listen_ip")
+    @classmethod
+    def _one_per_family(cls, value: list[IPAddress]) -> list[IPAddress]:
+        if not value:
+            raise ValueError("at least one address is needed")
+        families = [ip.version for ip in value]
         if len(set(families)) != len(families):
-            raise ValueError("listen_ip: at most one address per family (IPv4, IPv6)")
-        if (self.lat is None) != (self.lon is None):
+            raise ValueError("at most one address per family (IPv4, IPv6)")
+        return value
+
+    @field_validator("public_ip")
+    @classmethod
+    def _some_public(cls, value: list[IPAddress], info: ValidationInfo) -> list[IPAddress]:
+        listen = info.data.get("listen_ip") or []
+        if not value and all(ip.is_unspecified for ip in listen):
+            raise ValueError("required when listening on a wildcard address")
+        return value
+
+    @field_validator("auth_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None and "nats_url" in info.data and info.data["nats_url"] is None:
+            raise ValueError("required without ZG_NATS_URL (a standalone relay checks credentials)")
+        if value is not None and not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("lon")
+    @classmethod
+    def _lat_lon(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if "lat" in info.data and (info.data["lat"] is None) != (value is None):
             raise ValueError("lat and lon go together")
-        if self.default_lifetime > self.max_lifetime:
-            raise ValueError("default_lifetime is above max_lifetime")
-        if not self.public_ips(4) and not self.public_ips(6):
-            raise ValueError("public_ip: required when listening on a wildcard address")
-        if self.nats_url is None and self.auth_secret is None:
-            raise ValueError(
-                "auth_secret: required without ZG_NATS_URL "
-                "(standalone relays check TURN REST credentials with it)"
-            )
-        if self.auth_secret is not None and not self.auth_secret.get_secret_value():
-            raise ValueError("auth_secret: must not be empty")
-        return self
+        return value
+
+    @field_validator("max_lifetime")
+    @classmethod
+    def _lifetimes(cls, value: int, info: ValidationInfo) -> int:
+        if value < info.data.get("default_lifetime", 0):
+            raise ValueError("below default_lifetime")
+        return value
 
     def public_ips(self, version: int) -> list[IPAddress]:
         """Addresses announced for a family: ``public_ip``, else a specific ``listen_ip``."""

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from zerogate.proto.turn.errors import LocalProtocolError
 
 __all__ = [
+    "CHANNEL_LIFETIME",
     "DEFAULT_LIFETIME",
     "MAX_LIFETIME",
     "NONCE_LIFETIME",
     "PERMISSION_LIFETIME",
-    "CHANNEL_LIFETIME",
     "ServerConfig",
 ]
 

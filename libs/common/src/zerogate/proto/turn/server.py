@@ -28,17 +28,48 @@ advertised ``relay`` address) when it polls the command. If the bind fails it ca
 :class:`RelayClosed` for any sibling relay address and replaces the still-queued
 success response with a 508 (Insufficient Capacity) error.
 
-Addresses are ``(ip literal, port)`` tuples; the core compares IP literals after
-:func:`ipaddress.ip_address` normalisation, so the shell should pass what the
-socket reports (IPv4-mapped forms are unmapped by the core).
+Addresses are ``(ip literal, port)`` 2-tuples exactly as a per-family socket
+reports them (drop the flowinfo and scope of IPv6 4-tuples; use one socket per
+family rather than a dual-stack socket, whose ``::ffff:a.b.c.d`` forms the core
+treats as IPv6).
+
+Time: ``now`` is any monotonic clock in seconds (``loop.time()``). The TURN REST
+usernames carry a unix expiry, so give the constructor ``unix_now`` (``time.time()``
+at the same instant); the core derives the wall clock from it.
+
+Decisions (RFC 8656 leaves them to the server):
+
+* Nonces are stateless: ``hex(issued) "-" hex(HMAC-SHA256(nonce_secret, issued,
+  client address))[:24]``, valid ``nonce_lifetime`` seconds for that client
+  address only; a request with an expired or foreign nonce gets 438 and a new one.
+* Responses to authenticated Allocate, Refresh, CreatePermission and ChannelBind
+  requests are cached per (client address, transaction id) for
+  ``transaction_cache_seconds`` and replayed to retransmissions (RFC 8489 §6.3.1).
+* Reservations (EVEN-PORT with R=1, RESERVATION-TOKEN) are not offered: EVEN-PORT
+  yields an even port without a token, and a RESERVATION-TOKEN gets 508.
+* After a channel binding expires, its number and its peer stay unusable for any
+  other binding for 300 s (RFC 8656 §12).
+* Over UDP, ChannelData is sent without padding (RFC 8656 §12.5).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import heapq
+import hmac
+import ipaddress
+import logging
+import random
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 from typing import NewType
 
+from zerogate.proto import stun
+from zerogate.proto.stun import Attr, Message, MessageClass, Method
+from zerogate.proto.turn.channeldata import CHANNEL_NUMBER_MAX, CHANNEL_NUMBER_MIN
 from zerogate.proto.turn.config import ServerConfig
+from zerogate.proto.turn.credentials import long_term_key, rest_api_expiry, rest_api_password
+from zerogate.proto.turn.peers import PeerFilter
 
 __all__ = [
     "Addr",
@@ -51,8 +82,36 @@ __all__ = [
     "Transmit",
 ]
 
+_log = logging.getLogger(__name__)
+
 Addr = tuple[str, int]
 AllocationId = NewType("AllocationId", int)
+
+TRANSPORT_UDP = 17  # RFC 8656 §18.11: REQUESTED-TRANSPORT protocol number for UDP
+FAMILY_IPV4 = 0x01  # RFC 8656 §18.12
+FAMILY_IPV6 = 0x02
+CHANNEL_REBIND_COOLDOWN = 300  # RFC 8656 §12: 5 minutes before a number/peer is reused
+MAX_CACHED_RESPONSES = 65_536  # bound on the retransmission cache
+
+REASONS: dict[int, str] = {
+    400: "Bad Request",  # RFC 8489 §14.8
+    401: "Unauthenticated",
+    403: "Forbidden",  # RFC 8656 §18.14
+    420: "Unknown Attribute",
+    437: "Allocation Mismatch",
+    438: "Stale Nonce",
+    440: "Address Family not Supported",
+    441: "Wrong Credentials",
+    442: "Unsupported Transport Protocol",
+    443: "Peer Address Family Mismatch",
+    486: "Allocation Quota Reached",
+    500: "Server Error",
+    508: "Insufficient Capacity",
+}
+
+_TURN_METHODS = frozenset(
+    {Method.ALLOCATE, Method.REFRESH, Method.CREATE_PERMISSION, Method.CHANNEL_BIND}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +157,61 @@ class Stats:
     dropped: int  # datagrams dropped (garbage, no permission, unknown channel ...)
 
 
+@dataclass(slots=True)
+class _Channel:
+    number: int
+    peer: Addr
+    expires: float
+
+
+@dataclass(slots=True)
+class _Allocation:
+    id: AllocationId
+    client: Addr
+    username: str
+    key: bytes
+    sha256: bool
+    port: int
+    relays: dict[int, Addr]  # IP version (4/6) -> advertised relay address
+    expires: float
+    permissions: dict[str, float] = field(default_factory=dict)  # peer IP -> expiry
+    channels: dict[int, _Channel] = field(default_factory=dict)
+    peer_channels: dict[Addr, int] = field(default_factory=dict)
+    cooldown: dict[int, tuple[Addr, float]] = field(default_factory=dict)
+    fast_keys: list[tuple[Addr, int]] = field(default_factory=list)
+    fast_in_keys: list[tuple[Addr, Addr]] = field(default_factory=list)
+    pending_response: Transmit | None = None
+
+
+@dataclass(slots=True)
+class _Auth:
+    username: str
+    key: bytes
+    sha256: bool
+
+
+class _Reply(Exception):
+    """Internal: abort request processing with an error response."""
+
+    def __init__(self, code: int, *, signed: bool = True, extra: dict[int, object] | None = None):
+        super().__init__(code)
+        self.code = code
+        self.signed = signed
+        self.extra = extra or {}
+
+
+def _ip_version(host: str) -> int | None:
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
+
+
+def _canonical(addr: Addr) -> Addr:
+    """The form a socket reports: compressed IPv6, dotted IPv4."""
+    return (str(ipaddress.ip_address(addr[0])), addr[1])
+
+
 class Server:
     """One TURN server: all allocations of one listen address.
 
@@ -105,13 +219,72 @@ class Server:
     No method raises on bad input from the network.
     """
 
-    def __init__(self, config: ServerConfig, *, now: float) -> None:
-        raise NotImplementedError
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        now: float,
+        unix_now: float | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        config.validate()
+        self._config = config
+        self._unix_offset = (unix_now if unix_now is not None else now) - now
+        self._rng = rng if rng is not None else random.SystemRandom()
+        self._peers = PeerFilter(
+            own_addresses=[
+                *config.own_addresses,
+                *config.relay_addresses_v4,
+                *config.relay_addresses_v6,
+            ],
+            allow=config.allow_peers,
+        )
+        self._relay_ip = {
+            4: config.relay_addresses_v4[0] if config.relay_addresses_v4 else None,
+            6: config.relay_addresses_v6[0] if config.relay_addresses_v6 else None,
+        }
+        self._allocations: dict[Addr, _Allocation] = {}
+        self._by_relay: dict[Addr, _Allocation] = {}
+        self._per_user: dict[str, int] = {}
+        self._ports: set[int] = set()
+        self._next_id = 1
+        # fast-path indexes, kept in step with channels and permissions
+        self._chan_out: dict[tuple[Addr, int], tuple[Addr, Addr]] = {}
+        self._chan_in: dict[tuple[Addr, Addr], tuple[Addr, bytes]] = {}
+        self._tx_cache: OrderedDict[tuple[Addr, bytes], tuple[float, bytes]] = OrderedDict()
+        self._timers: list[tuple[float, int, Addr]] = []
+        self._timer_seq = 0
+        self._transmits: deque[Transmit] = deque()
+        self._commands: deque[Command] = deque()
+        self._responses: dict[int, int] = {}
+        self._dropped = 0
 
     # -- input ---------------------------------------------------------------
     def handle_client_datagram(self, data: bytes, source: Addr, now: float) -> None:
         """A datagram from a client on the listen socket: a STUN message or ChannelData."""
-        raise NotImplementedError
+        if len(data) >= 1 and data[0] & 0xC0 == 0x40:
+            routed = self.channel_to_peer(data, source)
+            if routed is None:
+                self._dropped += 1
+            else:
+                relay, peer, payload = routed
+                self._transmits.append(Transmit(relay, peer, bytes(payload)))
+            return
+        try:
+            message = stun.decode(data)
+        except stun.RemoteProtocolError as exc:
+            header = exc.header
+            if header is not None and header[1] == MessageClass.REQUEST:
+                self._send_error(source, header[0], header[2], 400, None)
+            else:
+                self._dropped += 1
+            return
+        if message.message_class == MessageClass.REQUEST:
+            self._handle_request(message, source, now)
+        elif message.message_class == MessageClass.INDICATION and message.method == Method.SEND:
+            self._handle_send(message, source)
+        else:
+            self._dropped += 1
 
     def handle_peer_datagram(self, relay: Addr, data: bytes, peer: Addr, now: float) -> None:
         """A datagram that arrived on the relay socket ``relay`` from ``peer``.
@@ -119,28 +292,89 @@ class Server:
         Queues a ChannelData (channel bound) or a Data indication (permission
         installed) to the client, or drops it.
         """
-        raise NotImplementedError
+        routed = self.peer_to_client(relay, data, peer)
+        if routed is not None:
+            self._transmits.append(Transmit(None, routed[0], routed[1]))
+            return
+        allocation = self._by_relay.get(relay)
+        if allocation is None or allocation.expires <= now:
+            self._dropped += 1
+            return
+        expiry = allocation.permissions.get(peer[0])
+        if expiry is None or expiry <= now or len(data) > 0xFFFF - 64:
+            self._dropped += 1
+            return
+        indication = Message(
+            Method.DATA,
+            MessageClass.INDICATION,
+            self._rng.getrandbits(96).to_bytes(12, "big"),
+            {Attr.XOR_PEER_ADDRESS: peer, Attr.DATA: bytes(data)},
+        )
+        self._transmits.append(Transmit(None, allocation.client, stun.encode(indication)))
 
     def handle_timeout(self, now: float) -> None:
         """Expire allocations, permissions, channels and cached responses due by ``now``."""
-        raise NotImplementedError
+        due: set[Addr] = set()
+        while self._timers and self._timers[0][0] <= now:
+            due.add(heapq.heappop(self._timers)[2])
+        for client in due:
+            allocation = self._allocations.get(client)
+            if allocation is not None:
+                self._sweep(allocation, now)
+        while self._tx_cache:
+            key, (expires, _) = next(iter(self._tx_cache.items()))
+            if expires > now:
+                break
+            del self._tx_cache[key]
 
     def relay_bind_failed(self, relay: Addr, now: float) -> None:
         """The shell could not bind ``relay``: delete its allocation, answer 508 instead."""
-        raise NotImplementedError
+        del now  # nothing here depends on the time; kept for the uniform handle_* shape
+        allocation = self._by_relay.get(relay)
+        if allocation is None:
+            return
+        pending = allocation.pending_response
+        unopened = {
+            c.relay
+            for c in self._commands
+            if isinstance(c, RelayOpened) and c.allocation == allocation.id
+        }
+        self._commands = deque(
+            c
+            for c in self._commands
+            if not (isinstance(c, RelayOpened) and c.allocation == allocation.id)
+        )
+        self._delete(allocation, skip_close={relay, *unopened})
+        if pending is None:
+            return
+        for index, queued in enumerate(self._transmits):
+            if queued is pending:
+                tid = pending.data[8:20]
+                self._responses[200] = self._responses.get(200, 1) - 1
+                self._tx_cache.pop((allocation.client, tid), None)
+                error = self._error_bytes(
+                    Method.ALLOCATE, tid, 508, allocation.key, allocation.sha256, {}
+                )
+                self._responses[508] = self._responses.get(508, 0) + 1
+                self._transmits[index] = Transmit(None, allocation.client, error)
+                break
 
     # -- output --------------------------------------------------------------
     def poll_transmit(self) -> Transmit | None:
         """Next datagram to send, or ``None``."""
-        raise NotImplementedError
+        return self._transmits.popleft() if self._transmits else None
 
     def poll_command(self) -> Command | None:
         """Next socket order (:class:`RelayOpened` / :class:`RelayClosed`), or ``None``."""
-        raise NotImplementedError
+        return self._commands.popleft() if self._commands else None
 
     def poll_timeout(self) -> float | None:
         """When :meth:`handle_timeout` should next be called, or ``None`` (nothing pending)."""
-        raise NotImplementedError
+        deadline = self._timers[0][0] if self._timers else None
+        if self._tx_cache:
+            expires = next(iter(self._tx_cache.values()))[0]
+            deadline = expires if deadline is None else min(deadline, expires)
+        return deadline
 
     # -- fast paths (no allocation of message objects, no logging) -----------
     def channel_to_peer(self, data: bytes, source: Addr) -> tuple[Addr, Addr, memoryview] | None:
@@ -149,15 +383,526 @@ class Server:
         ``None`` when the channel is not bound for ``source``, the permission is
         gone, or the Length field is wrong. Expiry is enforced by the timer, not here.
         """
-        raise NotImplementedError
+        if len(data) < 4:
+            return None
+        route = self._chan_out.get((source, (data[0] << 8) | data[1]))
+        if route is None:
+            return None
+        end = 4 + ((data[2] << 8) | data[3])
+        if end > len(data):
+            return None
+        return route[0], route[1], memoryview(data)[4:end]
 
     def peer_to_client(self, relay: Addr, data: bytes, peer: Addr) -> tuple[Addr, bytes] | None:
         """A datagram from ``peer`` on ``relay``: ``(client, channeldata_bytes)`` when a
         channel is bound for that peer, else ``None`` (then call
         :meth:`handle_peer_datagram` for the Data-indication path)."""
-        raise NotImplementedError
+        route = self._chan_in.get((relay, peer))
+        if route is None or len(data) > 0xFFFF:
+            return None
+        return route[0], route[1] + len(data).to_bytes(2, "big") + data
 
     # -- introspection -------------------------------------------------------
     def stats(self) -> Stats:
         """Current counts for /metrics."""
-        raise NotImplementedError
+        return Stats(
+            allocations=len(self._allocations),
+            permissions=sum(len(a.permissions) for a in self._allocations.values()),
+            channels=sum(len(a.channels) for a in self._allocations.values()),
+            responses_by_code=dict(self._responses),
+            dropped=self._dropped,
+        )
+
+    def state_size(self) -> int:
+        """Entries held in every internal table (to show unauthenticated input adds none)."""
+        return (
+            len(self._allocations)
+            + len(self._by_relay)
+            + len(self._per_user)
+            + len(self._ports)
+            + len(self._chan_out)
+            + len(self._chan_in)
+            + len(self._tx_cache)
+            + len(self._timers)
+            + sum(
+                len(a.permissions) + len(a.channels) + len(a.cooldown)
+                for a in self._allocations.values()
+            )
+        )
+
+    def unix_time(self, now: float) -> float:
+        """The unix time corresponding to the monotonic ``now``."""
+        return now + self._unix_offset
+
+    # -- requests ------------------------------------------------------------
+    def _handle_request(self, message: Message, source: Addr, now: float) -> None:
+        method = message.method
+        tid = message.transaction_id
+        if method == Method.BINDING:
+            if message.unknown_required:
+                self._send_error(
+                    source,
+                    method,
+                    tid,
+                    420,
+                    None,
+                    extra={Attr.UNKNOWN_ATTRIBUTES: message.unknown_required},
+                )
+                return
+            self._send_success(source, message, {Attr.XOR_MAPPED_ADDRESS: _canonical(source)}, None)
+            return
+        if method not in _TURN_METHODS:
+            self._send_error(source, method, tid, 400, None)
+            return
+        cached = self._tx_cache.get((source, tid))
+        if cached is not None:
+            self._transmits.append(Transmit(None, source, cached[1]))
+            return
+        try:
+            auth = self._authenticate(message, source, now)
+        except _Reply as reply:
+            self._send_error(source, method, tid, reply.code, None, extra=reply.extra)
+            return
+        try:
+            if message.unknown_required:
+                raise _Reply(420, extra={Attr.UNKNOWN_ATTRIBUTES: message.unknown_required})
+            allocation = self._allocations.get(source)
+            if allocation is not None and allocation.expires <= now:
+                self._delete(allocation)
+                allocation = None
+            if allocation is not None and allocation.username != auth.username:
+                raise _Reply(441 if method != Method.ALLOCATE else 437)
+            if method == Method.ALLOCATE:
+                self._allocate(message, source, auth, allocation, now)
+            elif allocation is None:
+                raise _Reply(437)
+            elif method == Method.REFRESH:
+                self._refresh(message, source, auth, allocation, now)
+            elif method == Method.CREATE_PERMISSION:
+                self._create_permission(message, source, auth, allocation, now)
+            else:
+                self._channel_bind(message, source, auth, allocation, now)
+        except _Reply as reply:
+            self._send_error(
+                source, method, tid, reply.code, auth if reply.signed else None, extra=reply.extra
+            )
+
+    def _authenticate(self, message: Message, source: Addr, now: float) -> _Auth:
+        """RFC 8489 §9.2.4, in its order. Raises :class:`_Reply` (unsigned)."""
+        challenge: dict[int, object] = {
+            Attr.REALM: self._config.realm,
+            Attr.NONCE: self._make_nonce(source, now),
+        }
+        if message.integrity_at is None and message.integrity_sha256_at is None:
+            raise _Reply(401, signed=False, extra=challenge)
+        username = message.get_str(Attr.USERNAME)
+        nonce = message.get_str(Attr.NONCE)
+        if username is None or nonce is None or message.get_str(Attr.REALM) is None:
+            raise _Reply(400, signed=False)
+        if not self._nonce_valid(nonce, source, now):
+            raise _Reply(438, signed=False, extra=challenge)
+        password = self._password(username, now)
+        if password is None:
+            raise _Reply(401, signed=False, extra=challenge)
+        key = long_term_key(username, self._config.realm, password)
+        if not stun.check_integrity(message, key):
+            raise _Reply(401, signed=False, extra=challenge)
+        return _Auth(username, key, message.integrity_sha256_at is not None)
+
+    def _password(self, username: str, now: float) -> str | None:
+        static = self._config.static_users.get(username)
+        if static is not None:
+            return static
+        secret = self._config.auth_secret
+        if secret is None:
+            return None
+        expiry = rest_api_expiry(username)
+        if expiry is None or expiry < self.unix_time(now):
+            return None
+        return rest_api_password(secret, username)
+
+    def _nonce_mac(self, issued: int, source: Addr) -> str:
+        material = f"{issued}|{source[0]}|{source[1]}".encode()
+        return hmac.new(self._config.nonce_secret, material, hashlib.sha256).hexdigest()[:24]
+
+    def _make_nonce(self, source: Addr, now: float) -> str:
+        issued = max(int(now), 0)
+        return f"{issued:x}-{self._nonce_mac(issued, source)}"
+
+    def _nonce_valid(self, nonce: str, source: Addr, now: float) -> bool:
+        issued_hex, sep, mac = nonce.partition("-")
+        if not sep or not 0 < len(issued_hex) <= 16 or len(mac) != 24:
+            return False
+        try:
+            issued = int(issued_hex, 16)
+        except ValueError:
+            return False
+        if not hmac.compare_digest(mac, self._nonce_mac(issued, source)):
+            return False
+        return issued <= now + 1 and now < issued + self._config.nonce_lifetime
+
+    # -- Allocate (RFC 8656 §7.2) ------------------------------------------------
+    def _allocate(
+        self,
+        message: Message,
+        source: Addr,
+        auth: _Auth,
+        existing: _Allocation | None,
+        now: float,
+    ) -> None:
+        config = self._config
+        if existing is not None:
+            raise _Reply(437)
+        transport = message.get_int(Attr.REQUESTED_TRANSPORT)
+        if transport is None:
+            raise _Reply(400)
+        if transport != TRANSPORT_UDP:
+            raise _Reply(442)
+        requested = message.get_int(Attr.REQUESTED_ADDRESS_FAMILY)
+        additional = message.get_int(Attr.ADDITIONAL_ADDRESS_FAMILY)
+        token = Attr.RESERVATION_TOKEN in message.attributes
+        if token and (Attr.EVEN_PORT in message.attributes or requested is not None):
+            raise _Reply(400)
+        if requested is not None and additional is not None:
+            raise _Reply(400)
+        if additional is not None and additional != FAMILY_IPV6:
+            raise _Reply(400)
+        if token:
+            raise _Reply(508)  # we never hand out reservations
+        family = {None: 4, FAMILY_IPV4: 4, FAMILY_IPV6: 6}.get(requested)
+        if family is None or self._relay_ip[family] is None:
+            raise _Reply(440)
+        families = [family]
+        address_error: stun.AddressErrorCode | None = None
+        if additional is not None:
+            if self._relay_ip[6] is None:
+                address_error = stun.AddressErrorCode(FAMILY_IPV6, 440, REASONS[440])
+            else:
+                families.append(6)
+        if self._per_user.get(auth.username, 0) >= config.max_allocations_per_user:
+            raise _Reply(486)
+        if len(self._allocations) >= config.max_allocations_total:
+            raise _Reply(508)
+        port = self._pick_port(even=Attr.EVEN_PORT in message.attributes)
+        if port is None:
+            raise _Reply(508)
+        lifetime = self._lifetime(message.get_int(Attr.LIFETIME))
+        allocation = _Allocation(
+            id=AllocationId(self._next_id),
+            client=source,
+            username=auth.username,
+            key=auth.key,
+            sha256=auth.sha256,
+            port=port,
+            relays={},
+            expires=now + lifetime,
+        )
+        self._next_id += 1
+        for fam in families:
+            relay_ip = self._relay_ip[fam]
+            assert relay_ip is not None
+            relay = (relay_ip, port)
+            allocation.relays[fam] = relay
+            self._by_relay[relay] = allocation
+            self._commands.append(RelayOpened(relay, allocation.id))
+        self._ports.add(port)
+        self._allocations[source] = allocation
+        self._per_user[auth.username] = self._per_user.get(auth.username, 0) + 1
+        self._arm(allocation.expires, source)
+        response = Message(Method.ALLOCATE, MessageClass.SUCCESS, message.transaction_id)
+        attrs = response.attributes
+        relays = [allocation.relays[f] for f in families]
+        attrs[Attr.XOR_RELAYED_ADDRESS] = relays[0]
+        response.repeated.extend((Attr.XOR_RELAYED_ADDRESS, r) for r in relays[1:])
+        attrs[Attr.LIFETIME] = lifetime
+        attrs[Attr.XOR_MAPPED_ADDRESS] = _canonical(source)
+        if address_error is not None:
+            attrs[Attr.ADDRESS_ERROR_CODE] = address_error
+        allocation.pending_response = self._send_success(
+            source, message, attrs, auth, response=response, cache=now
+        )
+        _log.debug("allocation created", extra={"allocation": allocation.id, "port": port})
+
+    def _pick_port(self, *, even: bool) -> int | None:
+        low, high = self._config.relay_port_min, self._config.relay_port_max
+        step = 2 if even else 1
+        if even and low % 2:
+            low += 1
+        count = (high - low) // step + 1
+        if count <= 0:
+            return None
+        for _ in range(16):
+            port = low + step * self._rng.randrange(count)
+            if port not in self._ports:
+                return port
+        start = self._rng.randrange(count)
+        for offset in range(count):
+            port = low + step * ((start + offset) % count)
+            if port not in self._ports:
+                return port
+        return None
+
+    def _lifetime(self, requested: int | None) -> int:
+        """RFC 8656 §7.3 "desired lifetime" for a non-zero request."""
+        config = self._config
+        if requested is None:
+            return config.default_lifetime
+        return max(min(requested, config.max_lifetime), config.default_lifetime)
+
+    # -- Refresh (RFC 8656 §7.3) -------------------------------------------------
+    def _refresh(
+        self, message: Message, source: Addr, auth: _Auth, allocation: _Allocation, now: float
+    ) -> None:
+        requested_family = message.get_int(Attr.REQUESTED_ADDRESS_FAMILY)
+        family: int | None = None
+        if requested_family is not None:
+            family = {FAMILY_IPV4: 4, FAMILY_IPV6: 6}.get(requested_family)
+            if family is None:
+                raise _Reply(440)
+            if family not in allocation.relays:
+                raise _Reply(443)
+        requested = message.get_int(Attr.LIFETIME)
+        if requested == 0:
+            if family is not None and len(allocation.relays) > 1:
+                relay = allocation.relays.pop(family)
+                del self._by_relay[relay]
+                self._commands.append(RelayClosed(relay, allocation.id))
+                self._reindex(allocation)
+            else:
+                self._delete(allocation)
+            lifetime = 0
+        else:
+            lifetime = self._lifetime(requested)
+            allocation.expires = now + lifetime
+            self._arm(allocation.expires, source)
+        self._send_success(source, message, {Attr.LIFETIME: lifetime}, auth, cache=now)
+
+    # -- CreatePermission (RFC 8656 §9) ------------------------------------------
+    def _checked_peer(self, peer: Addr, allocation: _Allocation) -> Addr:
+        version = _ip_version(peer[0])
+        if version is None or version not in allocation.relays:
+            raise _Reply(443)
+        if not self._peers.is_allowed(peer[0]):
+            raise _Reply(403)
+        return _canonical(peer)
+
+    def _create_permission(
+        self, message: Message, source: Addr, auth: _Auth, allocation: _Allocation, now: float
+    ) -> None:
+        peers = message.get_all_addresses(Attr.XOR_PEER_ADDRESS)
+        if not peers:
+            raise _Reply(400)
+        checked = [self._checked_peer(peer, allocation) for peer in peers]
+        expires = now + self._config.permission_lifetime
+        for peer in checked:
+            allocation.permissions[peer[0]] = expires
+        self._arm(expires, source)
+        self._reindex(allocation)
+        self._send_success(source, message, {}, auth, cache=now)
+
+    # -- ChannelBind (RFC 8656 §11) ----------------------------------------------
+    def _channel_bind(
+        self, message: Message, source: Addr, auth: _Auth, allocation: _Allocation, now: float
+    ) -> None:
+        number = message.get_int(Attr.CHANNEL_NUMBER)
+        raw_peer = message.get_address(Attr.XOR_PEER_ADDRESS)
+        if number is None or raw_peer is None:
+            raise _Reply(400)
+        if not CHANNEL_NUMBER_MIN <= number <= CHANNEL_NUMBER_MAX:
+            raise _Reply(400)
+        peer = self._checked_peer(raw_peer, allocation)
+        bound = allocation.channels.get(number)
+        if bound is not None and bound.peer != peer:
+            raise _Reply(400)  # channel already bound to another peer
+        other = allocation.peer_channels.get(peer)
+        if other is not None and other != number:
+            raise _Reply(400)  # peer already bound to another channel
+        cooling = allocation.cooldown.get(number)
+        if cooling is not None and cooling[1] > now and cooling[0] != peer:
+            raise _Reply(400)
+        for cooled_number, (cooled_peer, until) in allocation.cooldown.items():
+            if cooled_peer == peer and cooled_number != number and until > now:
+                raise _Reply(400)
+        allocation.cooldown.pop(number, None)
+        expires = now + self._config.channel_lifetime
+        if bound is None:
+            allocation.channels[number] = _Channel(number, peer, expires)
+            allocation.peer_channels[peer] = number
+        else:
+            bound.expires = expires
+        permission_expires = now + self._config.permission_lifetime
+        allocation.permissions[peer[0]] = max(
+            allocation.permissions.get(peer[0], 0.0), permission_expires
+        )
+        self._arm(permission_expires, source)
+        self._arm(expires, source)
+        self._reindex(allocation)
+        self._send_success(source, message, {}, auth, cache=now)
+
+    # -- Send indication (RFC 8656 §10.2) -----------------------------------------
+    def _handle_send(self, message: Message, source: Addr) -> None:
+        allocation = self._allocations.get(source)
+        peer = message.get_address(Attr.XOR_PEER_ADDRESS)
+        data = message.get_bytes(Attr.DATA)
+        if allocation is None or peer is None or data is None or message.unknown_required:
+            self._dropped += 1
+            return
+        version = _ip_version(peer[0])
+        relay = allocation.relays.get(version) if version is not None else None
+        peer = _canonical(peer) if relay is not None else peer
+        if relay is None or peer[0] not in allocation.permissions:
+            self._dropped += 1
+            return
+        self._transmits.append(Transmit(relay, peer, data))
+
+    # -- bookkeeping ---------------------------------------------------------
+    def _arm(self, deadline: float, client: Addr) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (deadline, self._timer_seq, client))
+
+    def _sweep(self, allocation: _Allocation, now: float) -> None:
+        if allocation.expires <= now:
+            self._delete(allocation)
+            return
+        changed = False
+        for ip, expires in list(allocation.permissions.items()):
+            if expires <= now:
+                del allocation.permissions[ip]
+                changed = True
+        for number, channel in list(allocation.channels.items()):
+            if channel.expires <= now:
+                del allocation.channels[number]
+                allocation.peer_channels.pop(channel.peer, None)
+                until = now + CHANNEL_REBIND_COOLDOWN
+                allocation.cooldown[number] = (channel.peer, until)
+                self._arm(until, allocation.client)
+                changed = True
+        for number, (_, until) in list(allocation.cooldown.items()):
+            if until <= now:
+                del allocation.cooldown[number]
+        if changed:
+            self._reindex(allocation)
+
+    def _reindex(self, allocation: _Allocation) -> None:
+        for out_key in allocation.fast_keys:
+            self._chan_out.pop(out_key, None)
+        for in_key in allocation.fast_in_keys:
+            self._chan_in.pop(in_key, None)
+        allocation.fast_keys = []
+        allocation.fast_in_keys = []
+        for channel in allocation.channels.values():
+            if channel.peer[0] not in allocation.permissions:
+                continue
+            version = _ip_version(channel.peer[0])
+            relay = allocation.relays.get(version) if version is not None else None
+            if relay is None:
+                continue
+            out_key = (allocation.client, channel.number)
+            in_key = (relay, channel.peer)
+            self._chan_out[out_key] = (relay, channel.peer)
+            self._chan_in[in_key] = (allocation.client, channel.number.to_bytes(2, "big"))
+            allocation.fast_keys.append(out_key)
+            allocation.fast_in_keys.append(in_key)
+
+    def _delete(
+        self, allocation: _Allocation, *, skip_close: frozenset[Addr] | set[Addr] = frozenset()
+    ) -> None:
+        if self._allocations.get(allocation.client) is not allocation:
+            return
+        del self._allocations[allocation.client]
+        allocation.channels.clear()
+        allocation.peer_channels.clear()
+        allocation.permissions.clear()
+        allocation.cooldown.clear()
+        self._reindex(allocation)
+        for relay in allocation.relays.values():
+            self._by_relay.pop(relay, None)
+            if relay not in skip_close:
+                self._commands.append(RelayClosed(relay, allocation.id))
+        allocation.relays.clear()
+        self._ports.discard(allocation.port)
+        left = self._per_user.get(allocation.username, 1) - 1
+        if left > 0:
+            self._per_user[allocation.username] = left
+        else:
+            self._per_user.pop(allocation.username, None)
+        _log.debug("allocation deleted", extra={"allocation": allocation.id})
+
+    # -- responses -----------------------------------------------------------
+    def _sign(self, message: Message, auth: _Auth | None) -> bytes:
+        if self._config.software and message.message_class != MessageClass.INDICATION:
+            message.attributes[Attr.SOFTWARE] = self._config.software
+        if auth is None:
+            return stun.encode(message, fingerprint=True)
+        return stun.encode(message, key=auth.key, sha256=auth.sha256, fingerprint=True)
+
+    def _send_success(
+        self,
+        destination: Addr,
+        request: Message,
+        attributes: dict[int, object],
+        auth: _Auth | None,
+        *,
+        response: Message | None = None,
+        cache: float | None = None,
+    ) -> Transmit:
+        if response is None:
+            response = Message(
+                request.method, MessageClass.SUCCESS, request.transaction_id, dict(attributes)
+            )
+        data = self._sign(response, auth)
+        if cache is not None:
+            self._remember(destination, request.transaction_id, data, cache)
+        self._responses[200] = self._responses.get(200, 0) + 1
+        transmit = Transmit(None, destination, data)
+        self._transmits.append(transmit)
+        return transmit
+
+    def _error_bytes(
+        self,
+        method: int,
+        tid: bytes,
+        code: int,
+        key: bytes | None,
+        sha256: bool,
+        extra: dict[int, object],
+    ) -> bytes:
+        response = Message(
+            method,
+            MessageClass.ERROR,
+            tid,
+            {Attr.ERROR_CODE: stun.ErrorCode(code, REASONS.get(code, "Error")), **extra},
+        )
+        if self._config.software:
+            response.attributes[Attr.SOFTWARE] = self._config.software
+        if key is None:
+            return stun.encode(response, fingerprint=True)
+        return stun.encode(response, key=key, sha256=sha256, fingerprint=True)
+
+    def _send_error(
+        self,
+        destination: Addr,
+        method: int,
+        tid: bytes,
+        code: int,
+        auth: _Auth | None,
+        *,
+        extra: dict[int, object] | None = None,
+    ) -> None:
+        data = self._error_bytes(
+            method,
+            tid,
+            code,
+            auth.key if auth else None,
+            auth.sha256 if auth else False,
+            extra or {},
+        )
+        self._responses[code] = self._responses.get(code, 0) + 1
+        self._transmits.append(Transmit(None, destination, data))
+
+    def _remember(self, source: Addr, tid: bytes, data: bytes, now: float) -> None:
+        key = (source, tid)
+        self._tx_cache.pop(key, None)
+        self._tx_cache[key] = (now + self._config.transaction_cache_seconds, data)
+        while len(self._tx_cache) > MAX_CACHED_RESPONSES:
+            self._tx_cache.popitem(last=False)

@@ -42,6 +42,7 @@ __all__ = [
     "xaead_encrypt",
 ]
 
+
 def hash_(*parts: bytes) -> bytes:
     """HASH(input): BLAKE2s-256 of the concatenation (§5.4)."""
     h = hashlib.blake2s()

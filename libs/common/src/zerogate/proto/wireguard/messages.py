@@ -58,6 +58,10 @@ class _Message:
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview) -> Self:
+        return cls._decode_exact(data)
+
+    @classmethod
+    def _decode_exact(cls, data: bytes | bytearray | memoryview) -> Self:
         if len(data) != cls.STRUCT.size:
             raise RemoteProtocolError(
                 f"{cls.__name__} must be {cls.STRUCT.size} bytes, got {len(data)}"
@@ -145,7 +149,7 @@ class TransportHeader(_Message):
             raise RemoteProtocolError(
                 f"TransportData must be at least {TRANSPORT_MIN_SIZE} bytes, got {len(data)}"
             )
-        return super().decode(memoryview(data)[:TRANSPORT_HEADER_SIZE])
+        return cls._decode_exact(memoryview(data)[:TRANSPORT_HEADER_SIZE])
 
 
 TRANSPORT_HEADER: Final = TransportHeader.STRUCT

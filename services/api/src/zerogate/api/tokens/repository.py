@@ -12,6 +12,9 @@ Types: ``api`` (REST, an actor's), ``client`` (an agent's, a service account's
 or a user's), ``gateway`` (a site's, reusable by any number of gateways).
 """
 
+# ruff: noqa: S608 - SQL text is built only from this module's constants and
+# placeholder numbers; every value travels as a bind parameter.
+
 from __future__ import annotations
 
 import hashlib
@@ -76,7 +79,7 @@ async def create_token(
     conn: Connection,
     *,
     account_id: uuid.UUID,
-    type: TokenType,  # noqa: A002 - the column's name
+    type: TokenType,
     actor_id: uuid.UUID | None = None,
     site_id: uuid.UUID | None = None,
     name: str | None = None,
@@ -169,7 +172,7 @@ async def list_tokens(
     *,
     actor_id: uuid.UUID | None = None,
     site_id: uuid.UUID | None = None,
-    type: TokenType | None = None,  # noqa: A002
+    type: TokenType | None = None,
 ) -> list[Any]:
     """Live (unrevoked) tokens, optionally of one actor, site or type."""
     clause, args = keyset_clause(params, 6, "t.")

@@ -1,0 +1,500 @@
+"""A WireGuard interface: the asyncio shell around the sans-IO core.
+
+One :class:`WireGuardInterface` owns a core ``Device``, a TUN device, the UDP
+sockets of :mod:`zerogate.dataplane.udp` and (optionally) the UAPI socket.
+Packets move in callbacks registered with ``loop.add_reader``; each callback
+drains its file descriptor in a batch until it would block (bounded by
+:data:`MAX_BATCH`), seals or opens every packet, then sends the results in as
+few system calls as possible (UDP GSO, TUN GRO). Then, in the fixed order of
+the shell (CONVENTIONS): drain the core's transmits and events, and re-arm the
+one timer from ``poll_timeout``.
+
+Nothing here logs per packet above debug; drops are counted in
+:attr:`WireGuardInterface.stats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from zerogate.dataplane import offload as gso
+from zerogate.dataplane.errors import ConfigError, DataplaneError, UapiError
+from zerogate.dataplane.paths import PeerPath
+from zerogate.dataplane.tun import DEFAULT_MTU, Tun
+from zerogate.dataplane.uapi import (
+    SOCKET_DIR,
+    ZERO_KEY,
+    DeviceChange,
+    DeviceState,
+    PeerState,
+    UapiServer,
+    socket_path,
+)
+from zerogate.dataplane.udp import (
+    CMSG_SPACE,
+    RECV_SIZE,
+    SO_MARK,
+    UdpSockets,
+    gro_segment_size,
+)
+from zerogate.dataplane.wgconfig import InterfaceConfig, PeerConfig
+from zerogate.proto.wireguard import (
+    UNSET,
+    Device,
+    Endpoint,
+    HandshakeCompleted,
+    HandshakeTimedOut,
+    PeerEndpointChanged,
+    WireGuardError,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 256  # packets read per readiness callback before yielding to the loop
+MESSAGE_INITIATION = 1  # whitepaper §5.4.2
+INITIATION_SIZE = 148
+UNDER_LOAD_INITIATIONS = 64  # initiations seen in one batch that mean "under load"
+UNDER_LOAD_SECONDS = 1.0  # wireguard-go: the under-load state lasts 1 s
+
+
+@dataclass
+class Stats:
+    tun_read_errors: int = 0
+    tun_write_errors: int = 0
+    udp_recv_errors: int = 0
+    dropped_outbound: int = 0
+    dropped_inbound: int = 0
+
+
+def resolve_endpoint(host: str, port: int) -> Endpoint:
+    """Resolve a config endpoint to an address literal (blocking; startup only)."""
+    try:
+        return str(ipaddress.ip_address(host.split("%", 1)[0])), port
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot resolve {host}: {exc.strerror}", key="Endpoint") from exc
+    # Prefer IPv4 like wg(8) does when both exist.
+    infos.sort(key=lambda info: 0 if info[0] == socket.AF_INET else 1)
+    address = infos[0][4][0]
+    return str(address), port
+
+
+class WireGuardInterface:
+    """A running WireGuard interface (create with :meth:`start`, end with :meth:`close`)."""
+
+    def __init__(
+        self,
+        config: InterfaceConfig,
+        *,
+        offload: bool = True,
+        tso: bool = False,
+        uapi_dir: Path | None = SOCKET_DIR,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.mtu = config.mtu or DEFAULT_MTU
+        self._want_offload = offload
+        self._want_tso = tso
+        self._uapi_dir = uapi_dir
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self.fwmark = config.fwmark
+        self.stats = Stats()
+        self.device = Device(config.private_key, now=clock(), unix_time=wall_clock())
+        self.tun: Tun | None = None
+        self.udp: UdpSockets | None = None
+        self.uapi: UapiServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: float | None = None
+        self._paths: dict[Endpoint, PeerPath] = {}
+        self._under_load_until = 0.0
+        self._closed = False
+        self._tun_reader: Callable[[], None] = self._on_tun_readable
+        self._gro: gso.TcpCoalescer | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Bind, create and configure the TUN, start the UAPI server, start moving packets."""
+        self._loop = asyncio.get_running_loop()
+        now = self._clock()
+        try:
+            for peer in self.config.peers:
+                self._add_peer(peer, now)
+            self.udp = UdpSockets.bind(self.config.listen_port, fwmark=self.fwmark)
+            self.device.listen_port = self.udp.port
+            self.tun = Tun.open(self.name, offload=self._want_offload, tso=self._want_tso)
+            routes = [net for peer in self.config.peers for net in peer.allowed_ips]
+            # pyroute2's synchronous IPRoute runs an event loop of its own: keep it
+            # off ours (and off uvloop, which cannot open netlink endpoints).
+            await asyncio.to_thread(
+                self.tun.configure, mtu=self.mtu, addresses=self.config.addresses, routes=routes
+            )
+            if self.tun.offload:
+                self._gro = gso.TcpCoalescer()
+            self._add_readers()
+            if self._uapi_dir is not None:
+                self.uapi = UapiServer(self, socket_path(self.name, self._uapi_dir))
+                await self.uapi.start()
+        except BaseException:
+            await self.close()
+            raise
+        log.info(
+            "interface up",
+            extra={
+                "interface": self.name,
+                "listen_port": self.udp.port,
+                "tun_offload": self.tun.offload,
+                "tun_tso": self.tun.tso,
+                "udp_gso": self.udp.gso,
+                "udp_gro": self.udp.gro,
+            },
+        )
+        self._service()
+
+    def _add_peer(self, peer: PeerConfig, now: float) -> None:
+        endpoint = resolve_endpoint(*peer.endpoint) if peer.endpoint else None
+        try:
+            self.device.add_peer(
+                peer.public_key,
+                preshared_key=peer.preshared_key,
+                allowed_ips=peer.allowed_ips,
+                endpoint=endpoint,
+                persistent_keepalive=peer.persistent_keepalive,
+                now=now,
+            )
+        except WireGuardError as exc:
+            raise ConfigError(str(exc), key="PublicKey") from exc
+
+    def _add_readers(self) -> None:
+        assert self._loop is not None
+        assert self.tun is not None
+        assert self.udp is not None
+        self._loop.add_reader(self.tun.fd, self._tun_reader)
+        for sock in self.udp.sockets():
+            self._loop.add_reader(sock.fileno(), self._on_udp_readable, sock)
+
+    def _remove_udp_readers(self) -> None:
+        if self._loop is None or self.udp is None:
+            return
+        for sock in self.udp.sockets():
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(sock.fileno())
+
+    async def close(self) -> None:
+        """Stop moving packets, remove the UAPI socket and the interface."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.uapi is not None:
+            await self.uapi.close()
+            self.uapi = None
+        self._remove_udp_readers()
+        if self.tun is not None:
+            if self._loop is not None:
+                with contextlib.suppress(Exception):
+                    self._loop.remove_reader(self.tun.fd)
+            self.tun.close()  # a non-persistent TUN vanishes with its descriptor
+            self.tun = None
+        if self.udp is not None:
+            self.udp.close()
+            self.udp = None
+        log.info("interface down", extra={"interface": self.name})
+
+    # ------------------------------------------------------------------ per-peer paths
+    def set_peer_path(self, public_key: bytes, path: PeerPath | None) -> None:
+        """Send ``public_key``'s datagrams through ``path`` (None: back to plain UDP)."""
+        peer = self.device.peers.get(public_key)
+        if peer is None:
+            raise DataplaneError("no such peer")
+        if peer.endpoint is not None:
+            self._paths.pop(peer.endpoint, None)
+        if path is None:
+            return
+        self._paths[path.endpoint] = path
+        self.device.update_peer(public_key, endpoint=path.endpoint, now=self._clock())
+        self._service()
+
+    def receive(self, data: bytes, source: Endpoint) -> None:
+        """Feed a datagram that arrived on a path other than the shared socket."""
+        plain = self.device.decrypt(data, source, self._clock())
+        if plain and self.tun is not None:
+            self._write_tun([plain])
+        self._service()
+
+    # ------------------------------------------------------------------ TUN -> UDP
+    def _on_tun_readable(self) -> None:
+        tun = self.tun
+        if tun is None:
+            return
+        fd = tun.fd
+        read = os.read
+        now = self._clock()
+        encrypt = self.device.encrypt
+        offload = tun.offload
+        split = gso.split_packet
+        batch: list[bytes] = []
+        destination: Endpoint | None = None
+        flush = self._send_batch
+        for _ in range(MAX_BATCH):
+            try:
+                packet = read(fd, 65546)
+            except BlockingIOError:
+                break
+            except OSError:
+                self.stats.tun_read_errors += 1
+                break
+            packets = split(packet) if offload else (packet,)
+            for one in packets:
+                sealed = encrypt(one, now)
+                if sealed is None:
+                    continue
+                dest, data = sealed
+                if dest != destination:
+                    if batch:
+                        flush(destination, batch)  # type: ignore[arg-type]
+                        batch = []
+                    destination = dest
+                batch.append(data)
+        if batch:
+            flush(destination, batch)  # type: ignore[arg-type]
+        self._service()
+
+    def _send_batch(self, destination: Endpoint, batch: list[bytes]) -> None:
+        if self._paths:
+            path = self._paths.get(destination)
+            if path is not None:
+                for data in batch:
+                    path.send(data)
+                return
+        if self.udp is not None:
+            self.udp.send_many(destination, batch)
+
+    # ------------------------------------------------------------------ UDP -> TUN
+    def _on_udp_readable(self, sock: socket.socket) -> None:
+        now = self._clock()
+        decrypt = self.device.decrypt
+        plain: list[bytes] = []
+        append = plain.append
+        initiations = 0
+        gro = self.udp is not None and self.udp.gro
+        recvmsg = sock.recvmsg
+        recvfrom = sock.recvfrom
+        for _ in range(MAX_BATCH):
+            try:
+                if gro:
+                    data, ancdata, _flags, address = recvmsg(RECV_SIZE, CMSG_SPACE)
+                else:
+                    data, address = recvfrom(RECV_SIZE)
+                    ancdata = None
+            except BlockingIOError:
+                break
+            except OSError:
+                self.stats.udp_recv_errors += 1
+                continue
+            source = (address[0], address[1])
+            size = gro_segment_size(ancdata) if ancdata else 0
+            if size and size < len(data):
+                for start in range(0, len(data), size):
+                    opened = decrypt(data[start : start + size], source, now)
+                    if opened:
+                        append(opened)
+                continue
+            if data[:1] == b"\x01" and len(data) == INITIATION_SIZE:
+                initiations += 1
+            opened = decrypt(data, source, now)
+            if opened:
+                append(opened)
+        if plain:
+            self._write_tun(plain)
+        if initiations >= UNDER_LOAD_INITIATIONS:
+            self._under_load_until = now + UNDER_LOAD_SECONDS
+            self.device.set_under_load(True)
+        self._service()
+
+    def _write_tun(self, packets: list[bytes]) -> None:
+        tun = self.tun
+        if tun is None:
+            return
+        fd = tun.fd
+        write = os.write
+        if self._gro is not None:
+            packets = self._gro.coalesce(packets)
+        for packet in packets:
+            try:
+                write(fd, packet)
+            except OSError:
+                self.stats.tun_write_errors += 1
+
+    # ------------------------------------------------------------------ core outputs
+    def _service(self) -> None:
+        """Drain transmits and events, then re-arm the one timer."""
+        device = self.device
+        udp = self.udp
+        paths = self._paths
+        while (transmit := device.poll_transmit()) is not None:
+            path = paths.get(transmit.destination) if paths else None
+            if path is not None:
+                path.send(transmit.data)
+            elif udp is not None:
+                udp.send(transmit.destination, transmit.data)
+        while (event := device.poll_event()) is not None:
+            self._on_event(event)
+        self._arm_timer()
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, HandshakeCompleted):
+            log.debug("handshake completed", extra={"peer": event.peer.hex()[:8]})
+        elif isinstance(event, HandshakeTimedOut):
+            log.debug("handshake timed out", extra={"peer": event.peer.hex()[:8]})
+        elif isinstance(event, PeerEndpointChanged):
+            log.debug("peer roamed", extra={"peer": event.peer.hex()[:8]})
+
+    def _arm_timer(self) -> None:
+        if self._closed or self._loop is None:
+            return
+        deadline = self.device.poll_timeout()
+        if self._under_load_until and (deadline is None or self._under_load_until < deadline):
+            deadline = self._under_load_until
+        if deadline == self._timer_deadline and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_deadline = deadline
+        if deadline is not None:
+            delay = max(0.0, deadline - self._clock())
+            self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_deadline = None
+        now = self._clock()
+        if self._under_load_until and now >= self._under_load_until:
+            self._under_load_until = 0.0
+            self.device.set_under_load(False)
+        self.device.handle_timeout(now)
+        self._service()
+
+    # ------------------------------------------------------------------ UAPI
+    def uapi_get(self) -> DeviceState:
+        peers = tuple(
+            PeerState(
+                public_key=peer.public_key,
+                preshared_key=peer.preshared_key,
+                endpoint=peer.endpoint,
+                last_handshake_unix=peer.last_handshake_unix,
+                rx_bytes=peer.rx_bytes,
+                tx_bytes=peer.tx_bytes,
+                persistent_keepalive=peer.persistent_keepalive,
+                allowed_ips=tuple(peer.allowed_ips),
+            )
+            for peer in self.device.peers.values()
+        )
+        return DeviceState(
+            private_key=self.device.private_key,
+            listen_port=self.udp.port if self.udp is not None else 0,
+            fwmark=self.fwmark,
+            peers=peers,
+        )
+
+    def uapi_set(self, change: DeviceChange) -> None:
+        now = self._clock()
+        try:
+            self._apply(change, now)
+        except WireGuardError as exc:
+            raise UapiError(str(exc)) from exc
+        finally:
+            self._service()
+
+    def _apply(self, change: DeviceChange, now: float) -> None:
+        device = self.device
+        if change.private_key is not None:
+            if change.private_key == ZERO_KEY:
+                raise UapiError("removing the private key is not supported")
+            if change.private_key != device.private_key:
+                device.set_private_key(change.private_key, now)
+        if (
+            change.listen_port is not None
+            and self.udp is not None
+            and change.listen_port != self.udp.port
+        ):
+            self._rebind(change.listen_port)
+        if change.fwmark is not None:
+            self._set_fwmark(change.fwmark or None)
+        if change.replace_peers:
+            keep = {peer.public_key for peer in change.peers if not peer.remove}
+            for key in [key for key in device.peers if key not in keep]:
+                device.remove_peer(key)
+        for peer in change.peers:
+            exists = peer.public_key in device.peers
+            if peer.remove:
+                if exists:
+                    device.remove_peer(peer.public_key)
+                continue
+            if not exists and peer.update_only:
+                continue
+            if peer.public_key == device.public_key:
+                continue  # wireguard-go ignores a peer with our own key
+            psk = None if peer.preshared_key == ZERO_KEY else peer.preshared_key
+            keepalive = peer.persistent_keepalive or None
+            if not exists:
+                device.add_peer(
+                    peer.public_key,
+                    preshared_key=psk,
+                    allowed_ips=peer.allowed_ips,
+                    endpoint=peer.endpoint,
+                    persistent_keepalive=keepalive,
+                    now=now,
+                )
+                continue
+            device.update_peer(
+                peer.public_key,
+                preshared_key=UNSET if peer.preshared_key is None else psk,
+                allowed_ips=(
+                    peer.allowed_ips if (peer.allowed_ips or peer.replace_allowed_ips) else UNSET
+                ),
+                replace_allowed_ips=peer.replace_allowed_ips,
+                endpoint=UNSET if peer.endpoint is None else peer.endpoint,
+                persistent_keepalive=UNSET if peer.persistent_keepalive is None else keepalive,
+                now=now,
+            )
+
+    def _rebind(self, port: int) -> None:
+        old = self.udp
+        new = UdpSockets.bind(port, fwmark=self.fwmark)
+        self._remove_udp_readers()
+        self.udp = new
+        self.device.listen_port = new.port
+        assert self._loop is not None
+        for sock in new.sockets():
+            self._loop.add_reader(sock.fileno(), self._on_udp_readable, sock)
+        if old is not None:
+            old.close()
+
+    def _set_fwmark(self, mark: int | None) -> None:
+        if self.udp is not None:
+            for sock in self.udp.sockets():
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_MARK, mark or 0)
+                except OSError as exc:
+                    raise UapiError(f"fwmark: {exc.strerror}") from exc
+        self.fwmark = mark
+        self.device.fwmark = mark

@@ -1,0 +1,298 @@
+"""TCP segmentation and coalescing for a TUN device opened with ``IFF_VNET_HDR``.
+
+With ``TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)`` the kernel hands
+the TUN reader TCP "super-packets" of up to 64 KiB with a ``virtio_net_hdr``
+in front (linux/virtio_net.h): ``flags, gso_type, hdr_len, gso_size,
+csum_start, csum_offset``, little-endian on every host we run on. Each
+WireGuard datagram must carry one MTU-sized packet, so :func:`split_packet`
+cuts a super-packet into ``gso_size`` segments and writes every header field
+the kernel left for the device: IPv4 total length, identification and header
+checksum; IPv6 payload length; TCP sequence number, flags and checksum.
+
+In the other direction :class:`TcpCoalescer` glues consecutive segments of one
+TCP flow into one super-packet with ``VIRTIO_NET_HDR_GSO_TCPV4/6`` (GRO), so
+the kernel runs its TCP receive path once per batch instead of once per
+segment. The packets written are marked ``DATA_VALID`` when they are not
+coalesced: WireGuard's AEAD already authenticated them (the kernel's own
+WireGuard marks decrypted packets CHECKSUM_UNNECESSARY likewise).
+
+Checksums use one trick: the ones'-complement sum of 16-bit words equals the
+big-endian integer value of the bytes modulo 0xFFFF (2**16 ≡ 1 mod 0xFFFF), and
+``int.from_bytes`` with ``%`` runs in C.
+
+Malformed super-packets (which only our own kernel can hand us) are dropped.
+"""
+
+from __future__ import annotations
+
+import struct
+
+VIRTIO_NET_HDR_LEN = 10
+VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+VIRTIO_NET_HDR_F_DATA_VALID = 2
+VIRTIO_NET_HDR_GSO_NONE = 0
+VIRTIO_NET_HDR_GSO_TCPV4 = 1
+VIRTIO_NET_HDR_GSO_TCPV6 = 4
+VIRTIO_NET_HDR_GSO_ECN = 0x80
+IPPROTO_TCP = 6
+IPV6_HEADER_LEN = 40  # RFC 8200 §3
+TCP_CHECKSUM_OFFSET = 16  # RFC 9293 §3.1
+TCP_FLAG_FIN = 0x01
+TCP_FLAG_SYN = 0x02
+TCP_FLAG_RST = 0x04
+TCP_FLAG_PSH = 0x08
+TCP_FLAG_ACK = 0x10
+TCP_FLAG_URG = 0x20
+TCP_FLAG_CWR = 0x80
+MAX_COALESCED = 65535 - 60  # an IPv4 total length must fit 16 bits
+MAX_SEGMENTS = 64
+
+_HDR = struct.Struct("<BBHHHH")
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+PLAIN_HEADER = _HDR.pack(VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_GSO_NONE, 0, 0, 0, 0)
+
+
+def ones_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+    """Ones'-complement sum of ``data`` as 16-bit big-endian words, folded (0..0xFFFF)."""
+    if len(data) & 1:
+        data = bytes(data) + b"\x00"
+    total = (int.from_bytes(data, "big") + initial) % 0xFFFF
+    return total
+
+
+def checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+    """The Internet checksum (RFC 1071) of ``data`` plus an already folded ``initial``."""
+    return ~ones_sum(data, initial) & 0xFFFF
+
+
+def _pseudo_sum(packet: bytes | bytearray, version: int, length: int) -> int:
+    """Sum of the TCP pseudo-header (RFC 9293 §3.1, RFC 8200 §8.1)."""
+    addresses = packet[12:20] if version == 4 else packet[8:40]
+    return (int.from_bytes(addresses, "big") + IPPROTO_TCP + length) % 0xFFFF
+
+
+def split_packet(buffer: bytes) -> list[bytes]:
+    """Turn what a vnet-header TUN read returned into plain IP packets."""
+    if len(buffer) <= VIRTIO_NET_HDR_LEN:
+        return []
+    flags, gso_type, _hdr_len, gso_size, csum_start, csum_offset = _HDR.unpack_from(buffer)
+    kind = gso_type & ~VIRTIO_NET_HDR_GSO_ECN
+    if kind == VIRTIO_NET_HDR_GSO_NONE:
+        packet = buffer[VIRTIO_NET_HDR_LEN:]
+        if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
+            return [_finish_checksum(packet, csum_start, csum_offset)]
+        return [packet]
+    if kind in (VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6) and gso_size > 0:
+        return _segment_tcp(bytearray(buffer[VIRTIO_NET_HDR_LEN:]), gso_size)
+    return []  # UDP fragmentation offload is never enabled
+
+
+def _finish_checksum(packet: bytes, start: int, offset: int) -> bytes:
+    """Fill a CHECKSUM_PARTIAL field: the pseudo-header sum is there already."""
+    field = start + offset
+    if start >= len(packet) or field + 2 > len(packet):
+        return packet
+    value = checksum(memoryview(packet)[start:])
+    if value == 0 and offset == 6:  # UDP: 0 means "no checksum" (RFC 768)
+        value = 0xFFFF
+    return packet[:field] + _U16.pack(value) + packet[field + 2 :]
+
+
+def _segment_tcp(packet: bytearray, mss: int) -> list[bytes]:
+    if not packet:
+        return []
+    version = packet[0] >> 4
+    if version == 4:
+        ip_len = (packet[0] & 0x0F) * 4
+        if ip_len < 20 or packet[9] != IPPROTO_TCP:
+            return []
+    elif version == 6:
+        ip_len = IPV6_HEADER_LEN
+        if packet[6] != IPPROTO_TCP:
+            return []  # extension headers: the kernel does not offload these to us
+    else:
+        return []
+    if len(packet) < ip_len + 20:
+        return []
+    tcp_len = (packet[ip_len + 12] >> 4) * 4
+    header_len = ip_len + tcp_len
+    if tcp_len < 20 or len(packet) < header_len:
+        return []
+    payload = memoryview(packet)[header_len:]
+    total = len(payload)
+    seq = _U32.unpack_from(packet, ip_len + 4)[0]
+    flags = packet[ip_len + 13]
+    ip_id = _U16.unpack_from(packet, 4)[0] if version == 4 else 0
+    header = bytearray(packet[:header_len])
+    header[ip_len + 16 : ip_len + 18] = b"\x00\x00"
+    if version == 4:
+        header[10:12] = b"\x00\x00"
+        addresses = int.from_bytes(header[12:20], "big")
+    else:
+        addresses = int.from_bytes(header[8:40], "big")
+    out: list[bytes] = []
+    for index, start in enumerate(range(0, total, mss)):
+        chunk = payload[start : start + mss]
+        size = len(chunk)
+        last = start + mss >= total
+        segment_flags = flags
+        if not last:
+            segment_flags &= ~(TCP_FLAG_FIN | TCP_FLAG_PSH)
+        if index:
+            segment_flags &= ~TCP_FLAG_CWR
+        header[ip_len + 13] = segment_flags
+        _U32.pack_into(header, ip_len + 4, (seq + start) & 0xFFFFFFFF)
+        if version == 4:
+            _U16.pack_into(header, 2, header_len + size)
+            _U16.pack_into(header, 4, (ip_id + index) & 0xFFFF)
+            header[10:12] = b"\x00\x00"
+            _U16.pack_into(header, 10, checksum(header[:ip_len]))
+        else:
+            _U16.pack_into(header, 4, tcp_len + size)
+        tcp_part = header_len - ip_len + size
+        pseudo = (addresses + IPPROTO_TCP + tcp_part) % 0xFFFF
+        header[ip_len + 16 : ip_len + 18] = b"\x00\x00"
+        segment = bytes(header) + chunk
+        value = checksum(memoryview(segment)[ip_len:], pseudo)
+        out.append(segment[: ip_len + 16] + _U16.pack(value) + segment[ip_len + 18 :])
+    return out
+
+
+class TcpCoalescer:
+    """Glue runs of TCP segments into GSO super-packets for a vnet-header TUN write."""
+
+    def coalesce(self, packets: list[bytes]) -> list[bytes]:
+        """Return buffers ready for ``os.write`` (each with a virtio_net_hdr)."""
+        out: list[bytes] = []
+        run: list[bytes] = []
+        run_key: bytes = b""
+        run_next_seq = 0
+        run_mss = 0
+        run_bytes = 0
+        run_ip_len = 0
+        run_hdr_len = 0
+        for packet in packets:
+            info = _tcp_info(packet)
+            if info is None:
+                if run:
+                    out.append(_emit(run, run_ip_len, run_hdr_len, run_mss))
+                    run = []
+                out.append(PLAIN_HEADER + packet)
+                continue
+            key, ip_len, header_len, seq, flags = info
+            size = len(packet) - header_len
+            if (
+                run
+                and key == run_key
+                and seq == run_next_seq
+                and header_len == run_hdr_len
+                and size <= run_mss
+                and run_bytes + size <= MAX_COALESCED
+                and len(run) < MAX_SEGMENTS
+                and _headers_match(run[0], packet, ip_len, header_len)
+            ):
+                run.append(packet)
+                run_bytes += size
+                run_next_seq = (seq + size) & 0xFFFFFFFF
+                if size < run_mss or flags & TCP_FLAG_PSH:
+                    out.append(_emit(run, run_ip_len, run_hdr_len, run_mss))
+                    run = []
+                continue
+            if run:
+                out.append(_emit(run, run_ip_len, run_hdr_len, run_mss))
+                run = []
+            if size == 0 or flags & ~(TCP_FLAG_ACK | TCP_FLAG_PSH):
+                out.append(PLAIN_HEADER + packet)  # SYN/FIN/RST/URG/CWR, pure ACKs: alone
+                continue
+            if flags & TCP_FLAG_PSH:
+                out.append(PLAIN_HEADER + packet)
+                continue
+            run = [packet]
+            run_key = key
+            run_next_seq = (seq + size) & 0xFFFFFFFF
+            run_mss = size
+            run_bytes = size
+            run_ip_len = ip_len
+            run_hdr_len = header_len
+        if run:
+            out.append(_emit(run, run_ip_len, run_hdr_len, run_mss))
+        return out
+
+
+def _tcp_info(packet: bytes) -> tuple[bytes, int, int, int, int] | None:
+    """(flow key, IP header length, IP+TCP header length, seq, flags) or None if not TCP."""
+    if len(packet) < 40:
+        return None
+    version = packet[0] >> 4
+    if version == 4:
+        ip_len = (packet[0] & 0x0F) * 4
+        if (
+            ip_len != 20  # IP options: never coalesce
+            or packet[9] != IPPROTO_TCP
+            or packet[6] & 0x3F
+            or packet[7]  # fragments (MF flag or offset)
+            or _U16.unpack_from(packet, 2)[0] != len(packet)
+        ):
+            return None
+        key = packet[12:20]
+    elif version == 6:
+        ip_len = IPV6_HEADER_LEN
+        if (
+            len(packet) < 60
+            or packet[6] != IPPROTO_TCP
+            or _U16.unpack_from(packet, 4)[0] != len(packet) - IPV6_HEADER_LEN
+        ):
+            return None
+        key = packet[8:40]
+    else:
+        return None
+    tcp_len = (packet[ip_len + 12] >> 4) * 4
+    header_len = ip_len + tcp_len
+    if tcp_len < 20 or len(packet) < header_len:
+        return None
+    key = key + packet[ip_len : ip_len + 4]
+    seq = _U32.unpack_from(packet, ip_len + 4)[0]
+    return key, ip_len, header_len, seq, packet[ip_len + 13]
+
+
+def _headers_match(first: bytes, packet: bytes, ip_len: int, header_len: int) -> bool:
+    """Same ACK number, window and options; same TOS/TTL (IPv4) or class/flow/hop limit (IPv6)."""
+    if first[ip_len + 8 : ip_len + 12] != packet[ip_len + 8 : ip_len + 12]:  # ack
+        return False
+    if first[ip_len + 14 : ip_len + 16] != packet[ip_len + 14 : ip_len + 16]:  # window
+        return False
+    if first[ip_len + 20 : header_len] != packet[ip_len + 20 : header_len]:  # options
+        return False
+    if ip_len == 20:
+        return first[1] == packet[1] and first[8] == packet[8]
+    return first[0:4] == packet[0:4] and first[7] == packet[7]
+
+
+def _emit(run: list[bytes], ip_len: int, header_len: int, mss: int) -> bytes:
+    first = run[0]
+    if len(run) == 1:
+        return PLAIN_HEADER + first
+    last = run[-1]
+    header = bytearray(first[:header_len])
+    payload_len = sum(len(p) for p in run) - header_len * len(run)
+    # PSH of the last segment travels on the super-packet.
+    header[ip_len + 13] |= last[ip_len + 13] & TCP_FLAG_PSH
+    version = first[0] >> 4
+    tcp_total = header_len - ip_len + payload_len
+    if version == 4:
+        _U16.pack_into(header, 2, header_len + payload_len)
+        header[10:12] = b"\x00\x00"
+        _U16.pack_into(header, 10, checksum(header[:ip_len]))
+        gso_type = VIRTIO_NET_HDR_GSO_TCPV4
+    else:
+        _U16.pack_into(header, 4, tcp_total)
+        gso_type = VIRTIO_NET_HDR_GSO_TCPV6
+    # CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum, not inverted.
+    _U16.pack_into(header, ip_len + 16, _pseudo_sum(header, version, tcp_total) or 0xFFFF)
+    vnet = _HDR.pack(
+        VIRTIO_NET_HDR_F_NEEDS_CSUM, gso_type, header_len, mss, ip_len, TCP_CHECKSUM_OFFSET
+    )
+    parts = [vnet, bytes(header)]
+    parts.extend(p[header_len:] for p in run)
+    return b"".join(parts)

@@ -1,0 +1,47 @@
+"""Table-driven STUN codec (RFC 8489) with the TURN (RFC 8656) and ICE (RFC 8445) attributes."""
+
+from zerogate.proto.stun.errors import LocalProtocolError, RemoteProtocolError, StunError
+from zerogate.proto.stun.message import (
+    ATTRIBUTES,
+    FINGERPRINT_XOR,
+    HEADER_SIZE,
+    MAGIC_COOKIE,
+    AddressErrorCode,
+    Attr,
+    AttributeSpec,
+    ErrorCode,
+    Message,
+    MessageClass,
+    Method,
+    check_fingerprint,
+    check_integrity,
+    decode,
+    encode,
+    is_stun,
+    message_type,
+    split_message_type,
+)
+
+__all__ = [
+    "ATTRIBUTES",
+    "FINGERPRINT_XOR",
+    "HEADER_SIZE",
+    "MAGIC_COOKIE",
+    "AddressErrorCode",
+    "Attr",
+    "AttributeSpec",
+    "ErrorCode",
+    "LocalProtocolError",
+    "Message",
+    "MessageClass",
+    "Method",
+    "RemoteProtocolError",
+    "StunError",
+    "check_fingerprint",
+    "check_integrity",
+    "decode",
+    "encode",
+    "is_stun",
+    "message_type",
+    "split_message_type",
+]

@@ -1,0 +1,137 @@
+"""The FastAPI application of the control plane.
+
+``create_app(settings)`` builds the app; its lifespan opens the asyncpg pool
+(applying migrations first unless ``ZG_MIGRATE_ON_START=false``), connects the
+bus, and starts the NATS request handlers of :mod:`zerogate.api.bushandlers`
+(its ``subscribe(bus, pool, settings)`` if the module provides one). Tests may
+hand in a ready pool and bus; the app then neither opens nor closes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from zerogate.api import db, problems
+from zerogate.api.accounts.router import router as accounts_router
+from zerogate.api.actors.router import router as actors_router
+from zerogate.api.clients.router import router as clients_router
+from zerogate.api.groups.router import router as groups_router
+from zerogate.api.policies.router import router as policies_router
+from zerogate.api.resources.router import router as resources_router
+from zerogate.api.settings import ApiSettings
+from zerogate.api.sites.router import router as sites_router
+from zerogate.api.tokens.router import router as tokens_router
+from zerogate.common.bus import Bus
+
+log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT: Final = 2
+ROUTERS: Final = (
+    accounts_router,
+    actors_router,
+    groups_router,
+    sites_router,
+    resources_router,
+    policies_router,
+    clients_router,
+    tokens_router,
+)
+
+
+def _bus_handlers() -> Callable[..., Awaitable[Any]] | None:
+    try:
+        module = importlib.import_module("zerogate.api.bushandlers")
+    except ModuleNotFoundError:
+        return None
+    handler = getattr(module, "subscribe", None)
+    return handler if callable(handler) else None
+
+
+def create_app(
+    settings: ApiSettings,
+    *,
+    pool: db.Pool | None = None,
+    bus: Bus | None = None,
+    bus_handlers: bool = True,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned_pool = pool is None
+        owned_bus = bus is None and settings.nats_url is not None
+        dsn = settings.database_url.get_secret_value()
+        if owned_pool and settings.migrate_on_start:
+            await db.migrate_url(dsn)
+        app.state.pool = pool or await db.create_pool(
+            dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+        app.state.bus = bus
+        try:
+            if owned_bus and settings.nats_url is not None:
+                app.state.bus = await Bus.connect(settings.nats_url, name="api")
+            subscribe = _bus_handlers() if bus_handlers and app.state.bus is not None else None
+            if subscribe is not None:
+                await subscribe(app.state.bus, app.state.pool, settings)
+            yield
+        finally:
+            if owned_bus and app.state.bus is not None:
+                await app.state.bus.close()
+            if owned_pool:
+                await app.state.pool.close()
+
+    app = FastAPI(
+        title="Zerogate API",
+        version="1",
+        summary="Zero-trust network access: the admin REST API of the control plane.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.pool = pool
+    app.state.bus = bus
+    problems.install(app)
+    for router in ROUTERS:
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["health"], responses={503: {"description": "a dependency is down"}})
+    async def healthz(request: Request) -> JSONResponse:
+        checks = {"postgres": await _postgres_ok(request.app.state.pool)}
+        current_bus = request.app.state.bus
+        checks["nats"] = current_bus is not None and await _nats_ok(current_bus)
+        if all(checks.values()):
+            return JSONResponse({"status": "ok", "checks": checks})
+        return problems.problem(503, "a dependency is not answering", checks=checks)
+
+    try:
+        from zerogate.common.telemetry import instrument_fastapi
+
+        instrument_fastapi(app)
+    except ImportError:  # pragma: no cover - telemetry extras missing
+        log.debug("FastAPI instrumentation unavailable")
+    return app
+
+
+async def _postgres_ok(pool: db.Pool | None) -> bool:
+    if pool is None:
+        return False
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT), pool.acquire() as conn:
+            return bool(await conn.fetchval("SELECT 1") == 1)
+    except Exception:
+        return False
+
+
+async def _nats_ok(bus: Bus) -> bool:
+    if not bus.is_connected:
+        return False
+    try:
+        await bus.flush(timeout=HEALTH_TIMEOUT)
+    except Exception:
+        return False
+    return True

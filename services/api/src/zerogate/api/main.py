@@ -1,0 +1,110 @@
+"""``zerogate-api``: serve the REST API, apply migrations, bootstrap an account.
+
+::
+
+    zerogate-api [serve]                               run the API (uvicorn)
+    zerogate-api migrate                               apply pending migrations, then exit
+    zerogate-api bootstrap --account-slug S --email E  create an account with an admin and
+                                                       print {"account_id","actor_id","token"}
+
+Settings come from ``ZG_*`` environment variables (see settings.py). Exit codes:
+0 success, 1 refused (e.g. the slug exists), 2 bad settings or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+from zerogate.api import db
+from zerogate.api.settings import ApiSettings
+from zerogate.common.errors import ZerogateError
+from zerogate.common.settings import load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zerogate-api", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="run the REST API (default)")
+    commands.add_parser("migrate", help="apply pending database migrations and exit")
+    boot = commands.add_parser(
+        "bootstrap", help="create an account, its first admin and an API token"
+    )
+    boot.add_argument("--account-slug", required=True, help="short unique account name")
+    boot.add_argument("--email", required=True, help="email of the first admin")
+    boot.add_argument("--name", default=None, help="display name of the account")
+    return parser
+
+
+async def _bootstrap(settings: ApiSettings, slug: str, email: str, name: str | None) -> int:
+    from zerogate.api.accounts.service import bootstrap_account
+
+    dsn = settings.database_url.get_secret_value()
+    await db.migrate_url(dsn)
+    pool = await db.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        result = await bootstrap_account(
+            pool,
+            slug=slug,
+            email=email,
+            name=name,
+            token_ttl=timedelta(days=settings.api_token_ttl_days),
+        )
+    except ZerogateError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)  # noqa: T201
+        return 1
+    finally:
+        await pool.close()
+    line = {
+        "account_id": str(result.account_id),
+        "actor_id": str(result.actor_id),
+        "token": result.token,
+    }
+    print(json.dumps(line))  # noqa: T201 - the CLI's output
+    return 0
+
+
+async def _migrate(settings: ApiSettings) -> int:
+    applied = await db.migrate_url(settings.database_url.get_secret_value())
+    print(json.dumps({"applied": applied}))  # noqa: T201 - the CLI's output
+    return 0
+
+
+def _serve(settings: ApiSettings) -> int:
+    import uvicorn
+
+    from zerogate.api.app import create_app
+    from zerogate.common import telemetry
+
+    telemetry.setup("zerogate-api", log_level=settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        proxy_headers=True,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = load_settings(ApiSettings)
+    command = args.command or "serve"
+    try:
+        if command == "migrate":
+            return asyncio.run(_migrate(settings))
+        if command == "bootstrap":
+            return asyncio.run(_bootstrap(settings, args.account_slug, args.email, args.name))
+        return _serve(settings)
+    except OSError as exc:
+        print(f"error: cannot reach the database ({exc.__class__.__name__})", file=sys.stderr)  # noqa: T201
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

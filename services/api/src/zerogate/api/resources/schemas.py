@@ -1,0 +1,51 @@
+"""Resource schemas. Address and filters are validated by the engine."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+ResourceType = Literal["cidr", "ip", "dns", "internet"]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Text = Annotated[str, StringConstraints(max_length=1024)]
+#: Filters are checked by ``zerogate.api.engine.addresses.validate_filters``.
+Filters = Annotated[list[dict[str, Any]], Field(max_length=16)]
+
+
+class ResourceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: ResourceType
+    address: Text | None = None
+    name: Name
+    address_description: Text | None = None
+    site_id: uuid.UUID
+    filters: Filters = Field(
+        default_factory=list,
+        examples=[[{"protocol": "tcp", "ports": ["443", "8000-8100"]}, {"protocol": "icmp"}]],
+    )
+
+
+class ResourceUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: Text | None = None
+    name: Name | None = None
+    address_description: Text | None = None
+    site_id: uuid.UUID | None = None
+    filters: Filters | None = None
+
+
+class ResourcePublic(BaseModel):
+    id: uuid.UUID
+    type: ResourceType
+    address: str | None
+    name: str
+    address_description: str | None
+    site_id: uuid.UUID
+    filters: list[dict[str, Any]]
+    created_at: datetime
+    updated_at: datetime

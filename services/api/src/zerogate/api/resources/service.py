@@ -1,0 +1,131 @@
+"""Resources: CRUD with the engine's address and filter validation."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from zerogate.api.auth import Principal
+from zerogate.api.db import Connection, Pool
+from zerogate.api.engine.addresses import normalize_address, validate_filters
+from zerogate.api.errors import Conflict, Invalid, not_found
+from zerogate.api.events import Publisher, unit_of_work
+from zerogate.api.pagination import Page, PageParams, build_page
+from zerogate.api.resources import repository
+from zerogate.api.resources.schemas import ResourceCreate, ResourcePublic, ResourceUpdate
+from zerogate.api.sites import repository as sites
+
+
+def public(row: Any) -> ResourcePublic:
+    return ResourcePublic.model_validate(dict(row))
+
+
+def _address(type_: str, address: str | None) -> str | None:
+    try:
+        return normalize_address(type_, address)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise Invalid(f"address: {exc}") from exc
+
+
+def _filters(raw: list[dict[str, Any]]) -> list[dict[str, object]]:
+    try:
+        return validate_filters(raw)
+    except ValueError as exc:
+        raise Invalid(f"filters: {exc}") from exc
+
+
+async def _require_site(conn: Connection, principal: Principal, site_id: uuid.UUID) -> None:
+    if await sites.get_site(conn, principal.account_id, site_id) is None:
+        raise not_found("site")
+
+
+async def create_resource(
+    pool: Pool, publisher: Publisher | None, principal: Principal, body: ResourceCreate
+) -> ResourcePublic:
+    values = {
+        "type": body.type,
+        "address": _address(body.type, body.address),
+        "name": body.name,
+        "address_description": body.address_description,
+        "site_id": body.site_id,
+        "filters": _filters(body.filters),
+    }
+    async with unit_of_work(pool, publisher) as uow:
+        await _require_site(uow.conn, principal, body.site_id)
+        if body.type == "internet" and await repository.internet_resource_exists(
+            uow.conn, principal.account_id
+        ):
+            raise Conflict("the account already has an internet resource")
+        row = await repository.create_resource(uow.conn, principal.account_id, values)
+        uow.emit(
+            "resource",
+            "created",
+            principal.account_id,
+            resource_id=row["id"],
+            site_id=row["site_id"],
+        )
+    return public(row)
+
+
+async def get_resource(pool: Pool, principal: Principal, resource_id: uuid.UUID) -> ResourcePublic:
+    async with pool.acquire() as conn:
+        row = await repository.get_resource(conn, principal.account_id, resource_id)
+    if row is None:
+        raise not_found("resource")
+    return public(row)
+
+
+async def list_resources(
+    pool: Pool, principal: Principal, params: PageParams, site_id: uuid.UUID | None
+) -> Page[ResourcePublic]:
+    async with pool.acquire() as conn:
+        rows = await repository.list_resources(conn, principal.account_id, params, site_id=site_id)
+    return build_page(rows, params, public)
+
+
+async def update_resource(
+    pool: Pool,
+    publisher: Publisher | None,
+    principal: Principal,
+    resource_id: uuid.UUID,
+    body: ResourceUpdate,
+) -> ResourcePublic:
+    changes = body.model_dump(exclude_unset=True)
+    for key in ("name", "site_id", "filters"):
+        if key in changes and changes[key] is None:
+            raise Invalid(f"{key} can't be null")
+    async with unit_of_work(pool, publisher) as uow:
+        current = await repository.get_resource(uow.conn, principal.account_id, resource_id)
+        if current is None:
+            raise not_found("resource")
+        if "address" in changes:
+            changes["address"] = _address(current["type"], changes["address"])
+        if "filters" in changes:
+            changes["filters"] = _filters(changes["filters"])
+        if "site_id" in changes:
+            await _require_site(uow.conn, principal, changes["site_id"])
+        row = await repository.update_resource(uow.conn, principal.account_id, resource_id, changes)
+        uow.emit(
+            "resource",
+            "updated",
+            principal.account_id,
+            resource_id=resource_id,
+            site_id=row["site_id"],
+        )
+    return public(row)
+
+
+async def delete_resource(
+    pool: Pool, publisher: Publisher | None, principal: Principal, resource_id: uuid.UUID
+) -> None:
+    async with unit_of_work(pool, publisher) as uow:
+        row = await repository.delete_resource(uow.conn, principal.account_id, resource_id)
+        if row is None:
+            raise not_found("resource")
+        uow.emit(
+            "resource",
+            "deleted",
+            principal.account_id,
+            resource_id=resource_id,
+            site_id=row["site_id"],
+        )

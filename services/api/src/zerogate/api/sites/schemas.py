@@ -1,0 +1,51 @@
+"""Site, gateway and gateway-token schemas."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+
+
+class SiteCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+
+
+class SiteUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+
+
+class SitePublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class GatewayTokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(max_length=255)] | None = None
+
+
+class GatewayPublic(BaseModel):
+    id: uuid.UUID
+    site_id: uuid.UUID
+    external_id: str
+    name: str
+    public_key: str
+    ipv4: ipaddress.IPv4Address
+    ipv6: ipaddress.IPv6Address
+    last_seen_at: datetime | None
+    last_seen_remote_ip: str | None
+    last_seen_version: str | None
+    created_at: datetime

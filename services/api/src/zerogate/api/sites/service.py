@@ -1,0 +1,111 @@
+"""Sites, their gateways and their (reusable, revocable) gateway tokens."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from zerogate.api.auth import Principal
+from zerogate.api.db import Connection, Pool, transaction
+from zerogate.api.errors import Conflict, not_found
+from zerogate.api.events import Publisher, unit_of_work
+from zerogate.api.pagination import Page, PageParams, build_page
+from zerogate.api.sites import repository
+from zerogate.api.sites.schemas import GatewayPublic, SiteCreate, SitePublic, SiteUpdate
+from zerogate.api.tokens import repository as tokens
+from zerogate.api.tokens import service as token_service
+from zerogate.api.tokens.schemas import TokenCreated, TokenPublic
+
+
+def public(row: Any) -> SitePublic:
+    return SitePublic.model_validate(dict(row))
+
+
+async def _site(conn: Connection, principal: Principal, site_id: uuid.UUID) -> Any:
+    row = await repository.get_site(conn, principal.account_id, site_id)
+    if row is None:
+        raise not_found("site")
+    return row
+
+
+async def create_site(pool: Pool, principal: Principal, body: SiteCreate) -> SitePublic:
+    async with transaction(pool) as conn:
+        return public(await repository.create_site(conn, principal.account_id, body.name))
+
+
+async def get_site(pool: Pool, principal: Principal, site_id: uuid.UUID) -> SitePublic:
+    async with pool.acquire() as conn:
+        return public(await _site(conn, principal, site_id))
+
+
+async def list_sites(pool: Pool, principal: Principal, params: PageParams) -> Page[SitePublic]:
+    async with pool.acquire() as conn:
+        rows = await repository.list_sites(conn, principal.account_id, params)
+    return build_page(rows, params, public)
+
+
+async def update_site(
+    pool: Pool, principal: Principal, site_id: uuid.UUID, body: SiteUpdate
+) -> SitePublic:
+    async with transaction(pool) as conn:
+        await _site(conn, principal, site_id)
+        return public(await repository.rename_site(conn, principal.account_id, site_id, body.name))
+
+
+async def delete_site(
+    pool: Pool, publisher: Publisher | None, principal: Principal, site_id: uuid.UUID
+) -> None:
+    async with unit_of_work(pool, publisher) as uow:
+        await _site(uow.conn, principal, site_id)
+        if await repository.count_resources(uow.conn, site_id):
+            raise Conflict("the site still holds resources; delete or move them first")
+        await repository.delete_site(uow.conn, principal.account_id, site_id)
+        uow.emit("site", "deleted", principal.account_id, site_id=site_id)
+
+
+async def create_gateway_token(
+    pool: Pool, principal: Principal, site_id: uuid.UUID, name: str | None
+) -> TokenCreated:
+    async with transaction(pool) as conn:
+        await _site(conn, principal, site_id)
+        row, token = await tokens.create_token(
+            conn,
+            account_id=principal.account_id,
+            type="gateway",
+            site_id=site_id,
+            name=name,
+            created_by=principal.actor_id,
+        )
+    return token_service.created(row, token)
+
+
+async def list_gateway_tokens(
+    pool: Pool, principal: Principal, site_id: uuid.UUID, params: PageParams
+) -> Page[TokenPublic]:
+    async with pool.acquire() as conn:
+        await _site(conn, principal, site_id)
+        rows = await tokens.list_tokens(
+            conn, principal.account_id, params, site_id=site_id, type="gateway"
+        )
+    return build_page(rows, params, lambda r: TokenPublic.model_validate(dict(r)))
+
+
+async def revoke_gateway_token(
+    pool: Pool,
+    publisher: Publisher | None,
+    principal: Principal,
+    site_id: uuid.UUID,
+    token_id: uuid.UUID,
+) -> None:
+    async with pool.acquire() as conn:
+        await _site(conn, principal, site_id)
+    await token_service.revoke_token(pool, publisher, principal, token_id, site_id=site_id)
+
+
+async def list_gateways(
+    pool: Pool, principal: Principal, site_id: uuid.UUID, params: PageParams
+) -> Page[GatewayPublic]:
+    async with pool.acquire() as conn:
+        await _site(conn, principal, site_id)
+        rows = await repository.list_gateways(conn, principal.account_id, site_id, params)
+    return build_page(rows, params, lambda r: GatewayPublic.model_validate(dict(r)))

@@ -1,0 +1,169 @@
+"""Fixtures of the api tests: one migrated database and one app per session,
+one fresh account (or two) per test, all on the real Postgres and NATS."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from zerogate.api import db
+from zerogate.api.accounts.service import bootstrap_account
+from zerogate.api.app import create_app
+from zerogate.api.devices import Device, upsert_client, upsert_gateway
+from zerogate.api.settings import ApiSettings
+from zerogate.common.bus import Bus
+
+
+@pytest.fixture(scope="session")
+async def api_pool(database_url: str) -> AsyncIterator[Any]:
+    await db.migrate_url(database_url)
+    pool = await db.create_pool(database_url, min_size=1, max_size=8)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def api_bus(nats_url: str) -> AsyncIterator[Bus]:
+    bus = await Bus.connect(nats_url, name="api-test")
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+@pytest.fixture(scope="session")
+def api_settings(database_url: str, nats_url: str) -> ApiSettings:
+    return ApiSettings(database_url=SecretStr(database_url), nats_url=nats_url)
+
+
+@pytest.fixture(scope="session")
+def app(api_settings: ApiSettings, api_pool: Any, api_bus: Bus) -> Any:
+    return create_app(api_settings, pool=api_pool, bus=api_bus, bus_handlers=False)
+
+
+@dataclass
+class Tenant:
+    """An account with an admin and an HTTP client that carries its token."""
+
+    account_id: uuid.UUID
+    actor_id: uuid.UUID
+    token: str
+    http: httpx.AsyncClient
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self.http.post(path, json=body)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+
+def http_client(app: Any, token: str | None = None) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=headers
+    )
+
+
+MakeTenant = Callable[[], Awaitable[Tenant]]
+
+
+@pytest.fixture
+async def make_tenant(app: Any, api_pool: Any) -> AsyncIterator[MakeTenant]:
+    clients: list[httpx.AsyncClient] = []
+
+    async def make() -> Tenant:
+        slug = f"t-{uuid.uuid4().hex[:12]}"
+        boot = await bootstrap_account(api_pool, slug=slug, email=f"admin@{slug}.test")
+        http = http_client(app, boot.token)
+        clients.append(http)
+        return Tenant(boot.account_id, boot.actor_id, boot.token, http)
+
+    yield make
+    for http in clients:
+        await http.aclose()
+
+
+@pytest.fixture
+async def tenant(make_tenant: MakeTenant) -> Tenant:
+    return await make_tenant()
+
+
+@pytest.fixture(scope="session")
+def h() -> ModuleType:
+    """The helper functions below, for tests (they cannot import conftest)."""
+    return sys.modules[__name__]
+
+
+# --------------------------------------------------------------------- helpers
+
+
+async def make_site(tenant: Any, name: str | None = None) -> dict[str, Any]:
+    return await tenant.create("/v1/sites", {"name": name or f"site-{uuid.uuid4().hex[:8]}"})
+
+
+async def make_resource(tenant: Any, site_id: str, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "type": "cidr",
+        "address": "10.1.0.0/16",
+        "name": f"res-{uuid.uuid4().hex[:8]}",
+        "site_id": site_id,
+    }
+    body.update(overrides)
+    return await tenant.create("/v1/resources", body)
+
+
+async def make_group(tenant: Any, name: str | None = None) -> dict[str, Any]:
+    return await tenant.create("/v1/groups", {"name": name or f"grp-{uuid.uuid4().hex[:8]}"})
+
+
+async def make_actor(tenant: Any, type_: str = "account_user", **extra: Any) -> dict[str, Any]:
+    body = {"type": type_, "name": f"actor-{uuid.uuid4().hex[:8]}", **extra}
+    return await tenant.create("/v1/actors", body)
+
+
+async def make_client(pool: Any, tenant: Any, actor_id: Any, external_id: str = "dev-1") -> Device:
+    async with pool.acquire() as conn:
+        return await upsert_client(
+            conn,
+            account_id=tenant.account_id,
+            actor_id=uuid.UUID(str(actor_id)),
+            external_id=external_id,
+            public_key="pk-" + uuid.uuid4().hex,
+            name="laptop",
+            remote_ip="198.51.100.7",
+            version="1.0.0",
+        )
+
+
+async def make_gateway(pool: Any, tenant: Any, site_id: Any, external_id: str = "gw-1") -> Device:
+    async with pool.acquire() as conn:
+        return await upsert_gateway(
+            conn,
+            account_id=tenant.account_id,
+            site_id=uuid.UUID(str(site_id)),
+            external_id=external_id,
+            public_key="gpk-" + uuid.uuid4().hex,
+            name="gateway",
+            remote_ip="203.0.113.9",
+            version="1.0.0",
+        )
+
+
+def assert_problem(response: Any, status: int) -> dict[str, Any]:
+    """RFC 9457: problem+json with type, title and the same status."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = dict(response.json())
+    assert body["status"] == status
+    assert isinstance(body["type"], str)
+    assert isinstance(body["title"], str)
+    return body

@@ -1,0 +1,105 @@
+"""The ``zerogate-api`` CLI, the app's lifespan and ``/healthz`` (items 15, 19)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+
+from pydantic import SecretStr
+
+from zerogate.api.app import create_app
+from zerogate.api.settings import ApiSettings
+
+
+async def _cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "zerogate.api.main", *args,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_bootstrap_prints_one_json_line_and_refuses_a_duplicate(app, h, database_url):
+    slug = f"cli-{uuid.uuid4().hex[:8]}"
+    env = {"ZG_DATABASE_URL": database_url}
+    code, out, err = await _cli("bootstrap", "--account-slug", slug, "--email", "ops@x.test",
+                                env=env)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 1
+    line = json.loads(lines[0])
+    assert set(line) == {"account_id", "actor_id", "token"}
+    async with h.http_client(app, line["token"]) as admin:
+        account = (await admin.get("/v1/account")).json()
+        me = (await admin.get(f"/v1/actors/{line['actor_id']}")).json()
+    assert account == account | {"id": line["account_id"], "slug": slug}
+    assert me["type"] == "account_admin_user"
+    assert me["email"] == "ops@x.test"
+    code, out, err = await _cli("bootstrap", "--account-slug", slug, "--email", "b@x.test",
+                                env=env)
+    assert code == 1
+    assert out == ""
+    assert "already exists" in err
+
+
+async def test_bootstrap_rejects_bad_input_and_bad_settings(database_url):
+    env = {"ZG_DATABASE_URL": database_url}
+    code, _, err = await _cli("bootstrap", "--account-slug", "Bad Slug!", "--email", "a@b.c",
+                              env=env)
+    assert code == 1
+    assert "slug" in err
+    code, _, err = await _cli("migrate", env={**env, "ZG_API_PORT": "not-a-port"})
+    assert code == 2
+    assert "ZG_API_PORT" in err
+    code, _, _ = await _cli("bootstrap", env=env)
+    assert code == 2
+
+
+async def test_migrate_and_help(database_url):
+    code, out, _ = await _cli("migrate", env={"ZG_DATABASE_URL": database_url})
+    assert code == 0
+    assert json.loads(out) == {"applied": []}
+    code, out, _ = await _cli("--help", env={})
+    assert code == 0
+    for command in ("serve", "migrate", "bootstrap"):
+        assert command in out
+
+
+async def test_lifespan_opens_pool_and_bus_and_healthz_is_ok(h, database_url, nats_url):
+    settings = ApiSettings(database_url=SecretStr(database_url), nats_url=nats_url)
+    app = create_app(settings, bus_handlers=False)
+    async with app.router.lifespan_context(app), h.http_client(app) as anon:
+        response = await anon.get("/healthz")
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok", "checks": {"postgres": True, "nats": True}}
+        assert app.state.bus.is_connected
+    assert not app.state.bus.is_connected
+
+
+async def test_healthz_is_503_when_nats_is_missing(h, api_pool, database_url):
+    settings = ApiSettings(database_url=SecretStr(database_url), nats_url=None)
+    app = create_app(settings, pool=api_pool, bus=None)
+    async with h.http_client(app) as anon:
+        response = await anon.get("/healthz")
+    body = h.assert_problem(response, 503)
+    assert body["checks"] == {"postgres": True, "nats": False}
+
+
+async def test_healthz_is_503_when_postgres_is_gone(h, api_bus, database_url):
+    from zerogate.api import db
+
+    pool = await db.create_pool(database_url, min_size=1, max_size=1)
+    await pool.close()
+    settings = ApiSettings(database_url=SecretStr(database_url))
+    app = create_app(settings, pool=pool, bus=api_bus)
+    async with h.http_client(app) as anon:
+        response = await anon.get("/healthz")
+    body = h.assert_problem(response, 503)
+    assert body["checks"] == {"postgres": False, "nats": True}

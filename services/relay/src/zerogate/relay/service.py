@@ -1,0 +1,200 @@
+"""One relay process: the TURN shell, the HTTP probes and (with a bus) the heartbeat.
+
+:class:`RelayService` is what ``zerogate-relay`` runs and what the tests start
+in-process; :func:`run` adds signal handling around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+
+from zerogate.common.bus import Bus, BusError
+from zerogate.common.messages.relay import RelayHeartbeat
+from zerogate.proto.turn import LocalProtocolError, Server, ServerConfig
+from zerogate.relay import metrics
+from zerogate.relay.heartbeat import Heartbeat, build_heartbeat
+from zerogate.relay.httpd import HttpProbe
+from zerogate.relay.settings import RelaySettings
+from zerogate.relay.shell import RelayShell, RelayStartError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RelayService", "RelayStartError", "run"]
+
+
+def ipv6_available() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def core_config(settings: RelaySettings, auth_secret: str) -> ServerConfig:
+    """The TURN core's configuration for these settings."""
+    own = {str(ip) for ip in settings.listen_ip if not ip.is_unspecified}
+    own |= {str(ip) for ip in settings.public_ip}
+    low, high = settings.relay_ports
+    config = ServerConfig(
+        realm=settings.realm,
+        nonce_secret=os.urandom(32),
+        auth_secret=auth_secret.encode(),
+        relay_addresses_v4=[str(ip) for ip in settings.public_ips(4)],
+        relay_addresses_v6=[str(ip) for ip in settings.public_ips(6)],
+        own_addresses=sorted(own),
+        allow_peers=list(settings.allow_peer),
+        relay_port_min=low,
+        relay_port_max=high,
+        default_lifetime=settings.default_lifetime,
+        max_lifetime=settings.max_lifetime,
+        max_allocations_per_user=settings.user_quota,
+        max_allocations_total=settings.total_quota,
+    )
+    try:
+        config.validate()
+    except LocalProtocolError as exc:
+        raise RelayStartError(str(exc)) from exc
+    return config
+
+
+class RelayService:
+    """Start with :meth:`start`, stop with :meth:`close` (both inside the running loop)."""
+
+    def __init__(self, settings: RelaySettings) -> None:
+        self.settings = settings
+        # Without a configured secret a bus-connected relay mints its own and
+        # announces it in every heartbeat; credentials then come from the registry.
+        self._auth_secret = (
+            settings.auth_secret.get_secret_value()
+            if settings.auth_secret is not None
+            else secrets.token_urlsafe(32)
+        )
+        self.core = Server(
+            core_config(settings, self._auth_secret), now=time.monotonic(), unix_now=time.time()
+        )
+        # The default listens on both wildcards; skip IPv6 quietly where the
+        # kernel has none. An address the operator gave must bind or fail.
+        skip_v6 = "listen_ip" not in settings.model_fields_set and not ipv6_available()
+        listen = [
+            (str(ip), settings.port)
+            for ip in settings.listen_ip
+            if not (skip_v6 and ip.version == 6 and ip.is_unspecified)
+        ]
+        self.shell = RelayShell(self.core, listen, socket_buffer=settings.socket_buffer)
+        self.http = HttpProbe(self.health, self.metrics_text)
+        self.http_port: int | None = None
+        self.bus: Bus | None = None
+        self.heartbeat = Heartbeat(self.heartbeat_message, settings.heartbeat_interval)
+        self._heartbeat_task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound STUN/TURN port."""
+        return self.shell.bound[0][1]
+
+    async def start(self) -> None:
+        """Bind everything; raises :class:`RelayStartError` naming the setting at fault."""
+        self.shell.start()
+        try:
+            self.http_port = await self.http.start(
+                str(self.settings.http_ip), self.settings.http_port
+            )
+        except OSError as exc:
+            self.shell.close()
+            raise RelayStartError(
+                f"cannot listen on {self.settings.http_ip} port {self.settings.http_port} "
+                f"(http_ip/http_port): {exc.strerror}"
+            ) from exc
+        if self.settings.nats_url:
+            try:
+                self.bus = await Bus.connect(
+                    self.settings.nats_url,
+                    name=self.settings.relay_id,
+                    on_reconnect=self.heartbeat.poke,
+                )
+            except BusError as exc:
+                await self.close()
+                raise RelayStartError(f"cannot join the bus (ZG_NATS_URL): {exc.detail}") from exc
+            self._heartbeat_task = asyncio.create_task(self.heartbeat.run(self.bus))
+        log.info(
+            "relay started",
+            extra={
+                "relay_id": self.settings.relay_id,
+                "port": self.port,
+                "http_port": self.http_port,
+                "bus": self.bus is not None,
+            },
+        )
+
+    async def close(self) -> None:
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+            self._heartbeat_task = None
+        if self.bus is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.bus.close(), 5.0)
+            self.bus = None
+        await self.http.close()
+        self.shell.close()
+
+    # -- what the probes and the heartbeat report ------------------------------
+    def heartbeat_message(self) -> RelayHeartbeat:
+        return build_heartbeat(
+            self.settings,
+            port=self.port,
+            load=self.core.stats().allocations,
+            auth_secret=self._auth_secret,
+        )
+
+    def health(self) -> tuple[bool, str]:
+        bound = bool(self.shell.bound)
+        lines = ["ok" if bound else "not listening"]
+        if self.settings.nats_url:
+            lines.append(f"bus {'connected' if self.bus and self.bus.is_connected else 'down'}")
+        return bound, "\n".join(lines)
+
+    def metrics_text(self) -> str:
+        return metrics.render(
+            self.core.stats(),
+            self.shell.counters,
+            relay_sockets=self.shell.relay_sockets,
+            bus_connected=(self.bus.is_connected if self.bus else False)
+            if self.settings.nats_url
+            else None,
+            heartbeats_sent=self.heartbeat.sent,
+        )
+
+
+async def run(settings: RelaySettings) -> int:
+    """Run until SIGINT/SIGTERM; returns the process exit code."""
+    service = RelayService(settings)
+    try:
+        await service.start()
+    except RelayStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - one line for the operator
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await service.close()
+    log.info("relay stopped")
+    return 0

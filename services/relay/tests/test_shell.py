@@ -1,0 +1,305 @@
+"""The relay shell end to end over real UDP sockets on loopback (standalone, no bus)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from zerogate.proto import stun
+from zerogate.proto.turn import rest_api_credentials
+from zerogate.relay.service import RelayService
+from zerogate.relay.settings import RelaySettings
+from zerogate.relay.testing import TurnTestClient, TurnTestError, free_port_range
+
+SECRET = "shell-test-secret"
+REALM = "shell.test"
+# RFC 8656 section 12: channel numbers 0x4000 through 0x4FFF.
+FIRST_CHANNEL = 0x4000
+# RFC 8656 section 18 / RFC 8489 section 14: Data indication is method 0x007, class indication.
+DATA_INDICATION_TYPE = 0x0017
+
+
+def _settings(**overrides: Any) -> RelaySettings:
+    low, high = free_port_range(20)
+    values: dict[str, Any] = {
+        "listen_ip": ["127.0.0.1"],
+        "port": 0,
+        "relay_ports": (low, high),
+        "realm": REALM,
+        "auth_secret": SECRET,
+        "allow_peer": ["127.0.0.1/32"],
+        "http_ip": "127.0.0.1",
+        "http_port": 0,
+    }
+    values.update(overrides)
+    return RelaySettings(**values)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: RelaySettings) -> AsyncIterator[RelayService]:
+    service = RelayService(settings)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.close()
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[RelayService]:
+    async with running(_settings()) as service:
+        yield service
+
+
+def _client(service: RelayService, user: str = "alice") -> TurnTestClient:
+    username, password = rest_api_credentials(SECRET.encode(), user, int(time.time()) + 600)
+    return TurnTestClient(("127.0.0.1", service.port), username, password)
+
+
+@contextlib.contextmanager
+def peer_socket(host: str = "127.0.0.1"):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.setblocking(False)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+async def _recv(sock: socket.socket, timeout: float = 2.0) -> tuple[bytes, tuple[str, int]]:
+    loop = asyncio.get_running_loop()
+    data, addr = await asyncio.wait_for(loop.sock_recvfrom(sock, 65535), timeout)
+    return data, addr[:2]
+
+
+async def _http(port: int, path: str) -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in metrics")
+
+
+async def test_indications_both_ways(relay: RelayService) -> None:
+    client = _client(relay)
+    try:
+        relayed = await client.allocate()
+        assert relayed[0] == "127.0.0.1"
+        low, high = relay.settings.relay_ports
+        assert low <= relayed[1] <= high
+        with peer_socket() as peer:
+            peer_addr = peer.getsockname()
+            await client.create_permission(peer_addr)
+            client.send_indication(peer_addr, b"hello peer")
+            data, source = await _recv(peer)
+            assert data == b"hello peer"
+            assert source == relayed  # the peer sees the relayed address
+            peer.sendto(b"hello client", relayed)
+            raw = await client.receive()
+            msg = stun.decode(raw)
+            assert stun.message_type(msg.method, msg.message_class) == DATA_INDICATION_TYPE
+            assert msg.get_bytes(stun.Attr.DATA) == b"hello client"
+            assert msg.get_address(stun.Attr.XOR_PEER_ADDRESS) == peer_addr
+    finally:
+        client.close()
+
+
+async def test_channel_data_both_ways_and_metrics(relay: RelayService) -> None:
+    client = _client(relay)
+    try:
+        relayed = await client.allocate()
+        with peer_socket() as peer:
+            peer_addr = peer.getsockname()
+            await client.channel_bind(FIRST_CHANNEL, peer_addr)
+            for i in range(50):
+                client.send_channel_data(FIRST_CHANNEL, b"up%d" % i)
+                data, source = await _recv(peer)
+                assert data == b"up%d" % i
+                assert source == relayed
+                peer.sendto(b"down%d" % i, relayed)
+                raw = await client.receive()
+                # RFC 8656 section 12.4: channel number, length, application data.
+                assert raw[:2] == FIRST_CHANNEL.to_bytes(2, "big")
+                assert int.from_bytes(raw[2:4], "big") == len(b"down%d" % i)
+                assert raw[4:] == b"down%d" % i
+        status, text = await _http(relay.http_port or 0, "/metrics")
+        assert status == 200
+        assert _metric(text, "zerogate_relay_allocations") == 1
+        assert _metric(text, "zerogate_relay_channels") == 1
+        assert _metric(text, 'zerogate_relay_relayed_packets_total{direction="to_peer"}') == 50
+        assert _metric(text, 'zerogate_relay_relayed_packets_total{direction="to_client"}') == 50
+        up = sum(len(b"up%d" % i) for i in range(50))
+        assert _metric(text, 'zerogate_relay_relayed_bytes_total{direction="to_peer"}') == up
+        # the first Allocate was challenged (401), the rest succeeded
+        assert _metric(text, 'zerogate_relay_responses_total{code="401"}') >= 1
+        assert _metric(text, 'zerogate_relay_responses_total{code="200"}') >= 2
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    "peer",
+    [
+        ("127.0.0.2", 9),  # loopback, outside the allow-list
+        ("10.1.2.3", 9),  # private (RFC 1918)
+        ("169.254.169.254", 80),  # link-local / cloud metadata
+        ("0.0.0.0", 9),  # "this network"
+        ("224.0.0.1", 9),  # multicast
+    ],
+)
+async def test_refused_peers_get_403(relay: RelayService, peer: tuple[str, int]) -> None:
+    client = _client(relay)
+    try:
+        await client.allocate()
+        with pytest.raises(TurnTestError) as info:
+            await client.create_permission(peer)
+        assert info.value.code == 403
+        with pytest.raises(TurnTestError) as info:
+            await client.channel_bind(FIRST_CHANNEL, peer)
+        assert info.value.code == 403
+        _, text = await _http(relay.http_port or 0, "/metrics")
+        assert _metric(text, 'zerogate_relay_responses_total{code="403"}') == 2
+        assert _metric(text, "zerogate_relay_permissions") == 0
+    finally:
+        client.close()
+
+
+async def test_wrong_secret_is_refused(relay: RelayService) -> None:
+    username, _ = rest_api_credentials(SECRET.encode(), "mallory", int(time.time()) + 600)
+    client = TurnTestClient(("127.0.0.1", relay.port), username, "not-the-password")
+    try:
+        with pytest.raises(TurnTestError) as info:
+            await client.allocate()
+        assert info.value.code == 401
+        assert relay.shell.relay_sockets == 0
+    finally:
+        client.close()
+
+
+async def test_healthz_and_unknown_paths(relay: RelayService) -> None:
+    status, body = await _http(relay.http_port or 0, "/healthz")
+    assert (status, body.strip()) == (200, "ok")
+    status, _ = await _http(relay.http_port or 0, "/nope")
+    assert status == 404
+
+
+async def test_garbage_does_not_stop_the_packet_path(relay: RelayService) -> None:
+    client = _client(relay)
+    try:
+        # unknown channel, truncated ChannelData, a STUN header with a bad length, noise
+        for junk in (
+            b"\x40\x00\x00\x10abc",
+            b"\x4f",
+            b"\x00\x01\x00\x08\x21\x12\xa4\x42" + b"\x00" * 12,
+            b"\xff" * 200,
+            b"",
+        ):
+            client.send_raw(junk)
+        relayed = await client.allocate()
+        with peer_socket() as peer:
+            await client.channel_bind(FIRST_CHANNEL, peer.getsockname())
+            client.send_channel_data(FIRST_CHANNEL, b"still alive")
+            data, source = await _recv(peer)
+            assert (data, source) == (b"still alive", relayed)
+    finally:
+        client.close()
+
+
+async def test_refresh_zero_closes_the_relay_socket(relay: RelayService) -> None:
+    client = _client(relay)
+    try:
+        relayed = await client.allocate()
+        assert relay.shell.relay_sockets == 1
+        assert await client.refresh(0) == 0
+        assert relay.shell.relay_sockets == 0
+        # the port is really closed: it can be bound again
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(relayed)
+    finally:
+        client.close()
+
+
+async def test_allocation_expiry_runs_on_the_timer() -> None:
+    async with running(_settings(default_lifetime=1, max_lifetime=1)) as service:
+        client = _client(service)
+        try:
+            await client.allocate(lifetime=1)
+            assert service.shell.relay_sockets == 1
+            deadline = time.monotonic() + 5
+            while service.shell.relay_sockets and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert service.shell.relay_sockets == 0
+            assert service.core.stats().allocations == 0
+        finally:
+            client.close()
+
+
+async def test_unbindable_relay_port_answers_508() -> None:
+    low, high = free_port_range(2)
+    blockers = []
+    try:
+        for port in (low, high):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", port))
+            blockers.append(s)
+        async with running(_settings(relay_ports=(low, high))) as service:
+            client = _client(service)
+            try:
+                with pytest.raises(TurnTestError) as info:
+                    await client.allocate()
+                # RFC 8656 section 7.2: 508 Insufficient Capacity
+                assert info.value.code == 508
+                assert service.shell.counters.relay_bind_failures >= 1
+                assert service.shell.relay_sockets == 0
+            finally:
+                client.close()
+    finally:
+        for s in blockers:
+            s.close()
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback on this host")
+async def test_ipv6_channel_data() -> None:
+    settings = _settings(listen_ip=["::1"], allow_peer=["::1/128"])
+    async with running(settings) as service:
+        username, password = rest_api_credentials(SECRET.encode(), "v6", int(time.time()) + 600)
+        client = TurnTestClient(("::1", service.port), username, password)
+        try:
+            relayed = await client.allocate(family=6)
+            assert relayed[0] == "::1"
+            with peer_socket("::1") as peer:
+                await client.channel_bind(FIRST_CHANNEL, peer.getsockname()[:2])
+                client.send_channel_data(FIRST_CHANNEL, b"v6 up")
+                data, source = await _recv(peer)
+                assert (data, source) == (b"v6 up", relayed)
+                peer.sendto(b"v6 down", relayed)
+                raw = await client.receive()
+                assert raw[4:] == b"v6 down"
+        finally:
+            client.close()
