@@ -17,6 +17,7 @@ and a timeout; every process is stopped by its PID.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pstats
 import sys
@@ -53,15 +54,15 @@ class Result:
     error: str | None
 
 
-def _measure(server: str, pid: int, port: int, peer: TurnPeer, load: tuple[int, int, int]) -> Result:
+def _measure(
+    server: str, pid: int, port: int, peer: TurnPeer, load: tuple[int, int, int]
+) -> Result:
     allocations, size, count = load
     samples: list[tuple[float, float]] = []
 
     def sample(now: float) -> None:
-        try:
+        with contextlib.suppress(OSError):
             samples.append((now, cpu_seconds(pid)))
-        except OSError:
-            pass
 
     args = [
         "-c",  # one allocation per client, no RTCP

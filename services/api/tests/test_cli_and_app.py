@@ -8,15 +8,22 @@ import os
 import sys
 import uuid
 
+import pytest
 from pydantic import SecretStr
 
 from zerogate.api.app import create_app
 from zerogate.api.settings import ApiSettings
+from zerogate.common import subjects
+from zerogate.common.bus import RemoteError
+from zerogate.common.messages.api import TokenVerifyReply, TokenVerifyRequest
 
 
 async def _cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "zerogate.api.main", *args,
+        sys.executable,
+        "-m",
+        "zerogate.api.main",
+        *args,
         env={**os.environ, **env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -29,8 +36,9 @@ async def _cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
 async def test_bootstrap_prints_one_json_line_and_refuses_a_duplicate(app, h, database_url):
     slug = f"cli-{uuid.uuid4().hex[:8]}"
     env = {"ZG_DATABASE_URL": database_url}
-    code, out, err = await _cli("bootstrap", "--account-slug", slug, "--email", "ops@x.test",
-                                env=env)
+    code, out, err = await _cli(
+        "bootstrap", "--account-slug", slug, "--email", "ops@x.test", env=env
+    )
     assert code == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 1
@@ -42,8 +50,7 @@ async def test_bootstrap_prints_one_json_line_and_refuses_a_duplicate(app, h, da
     assert account == account | {"id": line["account_id"], "slug": slug}
     assert me["type"] == "account_admin_user"
     assert me["email"] == "ops@x.test"
-    code, out, err = await _cli("bootstrap", "--account-slug", slug, "--email", "b@x.test",
-                                env=env)
+    code, out, err = await _cli("bootstrap", "--account-slug", slug, "--email", "b@x.test", env=env)
     assert code == 1
     assert out == ""
     assert "already exists" in err
@@ -51,8 +58,9 @@ async def test_bootstrap_prints_one_json_line_and_refuses_a_duplicate(app, h, da
 
 async def test_bootstrap_rejects_bad_input_and_bad_settings(database_url):
     env = {"ZG_DATABASE_URL": database_url}
-    code, _, err = await _cli("bootstrap", "--account-slug", "Bad Slug!", "--email", "a@b.c",
-                              env=env)
+    code, _, err = await _cli(
+        "bootstrap", "--account-slug", "Bad Slug!", "--email", "a@b.c", env=env
+    )
     assert code == 1
     assert "slug" in err
     code, _, err = await _cli("migrate", env={**env, "ZG_API_PORT": "not-a-port"})
@@ -72,14 +80,21 @@ async def test_migrate_and_help(database_url):
         assert command in out
 
 
-async def test_lifespan_opens_pool_and_bus_and_healthz_is_ok(h, database_url, nats_url):
+async def test_lifespan_opens_pool_bus_and_handlers_and_healthz_is_ok(
+    h, database_url, nats_url, bus
+):
     settings = ApiSettings(database_url=SecretStr(database_url), nats_url=nats_url)
-    app = create_app(settings, bus_handlers=False)
+    app = create_app(settings)
     async with app.router.lifespan_context(app), h.http_client(app) as anon:
         response = await anon.get("/healthz")
         assert response.status_code == 200
         assert response.json() == {"status": "ok", "checks": {"postgres": True, "nats": True}}
         assert app.state.bus.is_connected
+        # The bus handlers were started: token.verify answers (and refuses garbage).
+        request = TokenVerifyRequest(token=SecretStr("not-a-token"))
+        with pytest.raises(RemoteError) as refused:
+            await bus.request(subjects.TOKEN_VERIFY, request, TokenVerifyReply, timeout=5)
+        assert refused.value.code == "unauthorized"
     assert not app.state.bus.is_connected
 
 

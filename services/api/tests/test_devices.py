@@ -59,12 +59,20 @@ async def test_concurrent_first_connects_get_distinct_addresses(tenant, api_pool
         async with api_pool.acquire() as conn, conn.transaction():
             if i % 4 == 0:
                 return await upsert_gateway(
-                    conn, account_id=tenant.account_id, site_id=site_id,
-                    external_id=f"gw-{i}", public_key=f"k{i}", name=f"g{i}",
+                    conn,
+                    account_id=tenant.account_id,
+                    site_id=site_id,
+                    external_id=f"gw-{i}",
+                    public_key=f"k{i}",
+                    name=f"g{i}",
                 )
             return await upsert_client(
-                conn, account_id=tenant.account_id, actor_id=tenant.actor_id,
-                external_id=f"c-{i}", public_key=f"k{i}", name=f"c{i}",
+                conn,
+                account_id=tenant.account_id,
+                actor_id=tenant.actor_id,
+                external_id=f"c-{i}",
+                public_key=f"k{i}",
+                name=f"c{i}",
             )
 
     devices = await asyncio.gather(*(connect(i) for i in range(40)))
@@ -77,8 +85,12 @@ async def test_same_client_connecting_twice_at_once_is_one_row(tenant, api_pool)
     async def connect():
         async with api_pool.acquire() as conn:
             return await upsert_client(
-                conn, account_id=tenant.account_id, actor_id=tenant.actor_id,
-                external_id="twin", public_key="k", name="twin",
+                conn,
+                account_id=tenant.account_id,
+                actor_id=tenant.actor_id,
+                external_id="twin",
+                public_key="k",
+                name="twin",
             )
 
     a, b = await asyncio.gather(connect(), connect())
@@ -92,18 +104,28 @@ async def test_address_collisions_are_retried(tenant, api_pool, monkeypatch):
 
     async with api_pool.acquire() as conn:
         taken = await upsert_client(
-            conn, account_id=tenant.account_id, actor_id=tenant.actor_id,
-            external_id="taken", public_key="k", name="a",
+            conn,
+            account_id=tenant.account_id,
+            actor_id=tenant.actor_id,
+            external_id="taken",
+            public_key="k",
+            name="a",
         )
-    draws = iter([
-        (taken.ipv4, taken.ipv6),
-        (TUNNEL_V4.network_address + 77, TUNNEL_V6.network_address + 77),
-    ])
+    draws = iter(
+        [
+            (taken.ipv4, taken.ipv6),
+            (TUNNEL_V4.network_address + 77, TUNNEL_V6.network_address + 77),
+        ]
+    )
     monkeypatch.setattr(devices, "draw_addresses", lambda: next(draws))
     async with api_pool.acquire() as conn, conn.transaction():
         fresh = await upsert_client(
-            conn, account_id=tenant.account_id, actor_id=tenant.actor_id,
-            external_id="fresh", public_key="k", name="b",
+            conn,
+            account_id=tenant.account_id,
+            actor_id=tenant.actor_id,
+            external_id="fresh",
+            public_key="k",
+            name="b",
         )
     assert fresh.ipv4 == TUNNEL_V4.network_address + 77
     assert fresh.ipv6 == TUNNEL_V6.network_address + 77
@@ -116,10 +138,22 @@ async def test_same_addresses_may_repeat_in_another_account(make_tenant, api_poo
     fixed = (TUNNEL_V4.network_address + 5, TUNNEL_V6.network_address + 5)
     monkeypatch.setattr(devices, "draw_addresses", lambda: fixed)
     async with api_pool.acquire() as conn:
-        a = await upsert_client(conn, account_id=one.account_id, actor_id=one.actor_id,
-                                external_id="x", public_key="k", name="a")
-        b = await upsert_client(conn, account_id=two.account_id, actor_id=two.actor_id,
-                                external_id="x", public_key="k", name="b")
+        a = await upsert_client(
+            conn,
+            account_id=one.account_id,
+            actor_id=one.actor_id,
+            external_id="x",
+            public_key="k",
+            name="a",
+        )
+        b = await upsert_client(
+            conn,
+            account_id=two.account_id,
+            actor_id=two.actor_id,
+            external_id="x",
+            public_key="k",
+            name="b",
+        )
     assert a.ipv4 == b.ipv4 == fixed[0]
 
 

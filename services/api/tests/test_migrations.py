@@ -47,9 +47,7 @@ async def test_concurrent_migrators_apply_each_file_once(database_url, fresh_dat
         # A later start applies nothing.
         assert await db.migrate(conns[0]) == []
         # The lock is released afterwards.
-        assert await conns[1].fetchval(
-            "SELECT pg_try_advisory_lock($1)", db.MIGRATION_LOCK_KEY
-        )
+        assert await conns[1].fetchval("SELECT pg_try_advisory_lock($1)", db.MIGRATION_LOCK_KEY)
     finally:
         for c in conns:
             await c.close()

@@ -31,8 +31,12 @@ async def _evaluate(tenant, **body):
 async def test_default_deny_without_policies(h, tenant):
     _, resource, _, actor = await _setup(h, tenant)
     result = await _evaluate(tenant, actor_id=actor["id"], resource_id=resource["id"])
-    assert result == {"decision": "deny", "policy_id": None, "expires_at": None,
-                      "violated_properties": []}
+    assert result == {
+        "decision": "deny",
+        "policy_id": None,
+        "expires_at": None,
+        "violated_properties": [],
+    }
 
 
 async def test_group_membership_grants_and_removal_revokes(h, tenant):
@@ -44,11 +48,16 @@ async def test_group_membership_grants_and_removal_revokes(h, tenant):
     assert denied["decision"] == "deny"
     await tenant.http.put(f"/v1/groups/{group['id']}/members", json={"actor_ids": [actor["id"]]})
     allowed = await _evaluate(tenant, actor_id=actor["id"], resource_id=resource["id"])
-    assert allowed == {"decision": "allow", "policy_id": policy["id"], "expires_at": None,
-                       "violated_properties": []}
+    assert allowed == {
+        "decision": "allow",
+        "policy_id": policy["id"],
+        "expires_at": None,
+        "violated_properties": [],
+    }
     await tenant.http.post(f"/v1/policies/{policy['id']}/disable")
     assert (await _evaluate(tenant, actor_id=actor["id"], resource_id=resource["id"]))[
-        "decision"] == "deny"
+        "decision"
+    ] == "deny"
 
 
 async def test_everyone_policy_applies_to_every_actor(h, tenant):
@@ -69,23 +78,41 @@ async def test_time_window_gives_expiry_and_country_fails_closed(h, tenant):
     await tenant.http.put(f"/v1/groups/{group['id']}/members", json={"actor_ids": [actor["id"]]})
     await tenant.create(
         "/v1/policies",
-        {"group_id": group["id"], "resource_id": resource["id"],
-         "conditions": [BERLIN_OFFICE_HOURS,
-                        {"property": "remote_country", "operator": "is_in", "values": ["DE"]}]},
+        {
+            "group_id": group["id"],
+            "resource_id": resource["id"],
+            "conditions": [
+                BERLIN_OFFICE_HOURS,
+                {"property": "remote_country", "operator": "is_in", "values": ["DE"]},
+            ],
+        },
     )
     # Wednesday 2026-11-25 10:00 UTC = 11:00 in Berlin (CET, UTC+1): inside the window,
     # which ends at 17:00 Berlin = 16:00 UTC.
     inside = "2026-11-25T10:00:00Z"
-    result = await _evaluate(tenant, actor_id=actor["id"], resource_id=resource["id"],
-                             context={"time": inside, "country": "de"})
+    result = await _evaluate(
+        tenant,
+        actor_id=actor["id"],
+        resource_id=resource["id"],
+        context={"time": inside, "country": "de"},
+    )
     assert result["decision"] == "allow"
     assert datetime.fromisoformat(result["expires_at"]) == datetime(2026, 11, 25, 16, tzinfo=UTC)
-    unknown_country = await _evaluate(tenant, actor_id=actor["id"], resource_id=resource["id"],
-                                      context={"time": inside})
-    assert unknown_country == {"decision": "deny", "policy_id": None, "expires_at": None,
-                               "violated_properties": ["remote_country"]}
-    saturday = await _evaluate(tenant, actor_id=actor["id"], resource_id=resource["id"],
-                               context={"time": "2026-11-28T10:00:00Z", "country": "FR"})
+    unknown_country = await _evaluate(
+        tenant, actor_id=actor["id"], resource_id=resource["id"], context={"time": inside}
+    )
+    assert unknown_country == {
+        "decision": "deny",
+        "policy_id": None,
+        "expires_at": None,
+        "violated_properties": ["remote_country"],
+    }
+    saturday = await _evaluate(
+        tenant,
+        actor_id=actor["id"],
+        resource_id=resource["id"],
+        context={"time": "2026-11-28T10:00:00Z", "country": "FR"},
+    )
     assert saturday["violated_properties"] == ["current_time", "remote_country"]
 
 
@@ -94,8 +121,11 @@ async def test_client_id_brings_its_actor_and_verification(h, tenant, api_pool):
     await tenant.http.put(f"/v1/groups/{group['id']}/members", json={"actor_ids": [actor["id"]]})
     await tenant.create(
         "/v1/policies",
-        {"group_id": group["id"], "resource_id": resource["id"],
-         "conditions": [{"property": "client_verified", "operator": "is", "values": ["true"]}]},
+        {
+            "group_id": group["id"],
+            "resource_id": resource["id"],
+            "conditions": [{"property": "client_verified", "operator": "is", "values": ["true"]}],
+        },
     )
     client = await h.make_client(api_pool, tenant, actor["id"])
     body = {"client_id": str(client.id), "resource_id": resource["id"]}
@@ -120,15 +150,20 @@ async def test_disabled_actor_is_denied(h, tenant):
 async def test_evaluate_bad_requests(h, tenant):
     _, resource, _, actor = await _setup(h, tenant)
     post = tenant.http.post
-    both = {"actor_id": actor["id"], "client_id": str(uuid.uuid4()),
-            "resource_id": resource["id"]}
+    both = {"actor_id": actor["id"], "client_id": str(uuid.uuid4()), "resource_id": resource["id"]}
     h.assert_problem(await post("/v1/policies/evaluate", json=both), 422)
     h.assert_problem(await post("/v1/policies/evaluate", json={"resource_id": resource["id"]}), 422)
-    naive = {"actor_id": actor["id"], "resource_id": resource["id"],
-             "context": {"time": "2026-11-25T10:00:00"}}
+    naive = {
+        "actor_id": actor["id"],
+        "resource_id": resource["id"],
+        "context": {"time": "2026-11-25T10:00:00"},
+    }
     h.assert_problem(await post("/v1/policies/evaluate", json=naive), 422)
-    bad_ip = {"actor_id": actor["id"], "resource_id": resource["id"],
-              "context": {"remote_ip": "300.1.1.1"}}
+    bad_ip = {
+        "actor_id": actor["id"],
+        "resource_id": resource["id"],
+        "context": {"remote_ip": "300.1.1.1"},
+    }
     h.assert_problem(await post("/v1/policies/evaluate", json=bad_ip), 422)
     missing = {"actor_id": actor["id"], "resource_id": str(uuid.uuid4())}
     h.assert_problem(await post("/v1/policies/evaluate", json=missing), 404)
@@ -149,8 +184,13 @@ async def test_load_decision_inputs_picks_only_the_actors_policies(h, tenant, ap
     )
     everyone_policy = await tenant.create(
         "/v1/policies",
-        {"group_id": everyone["id"], "resource_id": resource["id"], "conditions": [
-            {"property": "remote_ip", "operator": "is_in_cidr", "values": ["192.0.2.0/24"]}]},
+        {
+            "group_id": everyone["id"],
+            "resource_id": resource["id"],
+            "conditions": [
+                {"property": "remote_ip", "operator": "is_in_cidr", "values": ["192.0.2.0/24"]}
+            ],
+        },
     )
     await tenant.http.post(f"/v1/policies/{everyone_policy['id']}/disable")
     async with api_pool.acquire() as conn:
@@ -166,6 +206,9 @@ async def test_load_decision_inputs_picks_only_the_actors_policies(h, tenant, ap
         assert by_id[everyone_policy["id"]].disabled
         assert by_id[everyone_policy["id"]].conditions[0].property == "remote_ip"
         # Another account's ids load nothing.
-        assert await load_decision_inputs(
-            conn, uuid.uuid4(), uuid.UUID(actor["id"]), uuid.UUID(resource["id"])
-        ) is None
+        assert (
+            await load_decision_inputs(
+                conn, uuid.uuid4(), uuid.UUID(actor["id"]), uuid.UUID(resource["id"])
+            )
+            is None
+        )

@@ -16,13 +16,26 @@ JSON_SCALARS = (
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=40)
-    | st.sampled_from(["", "tcp", "icmp", "10.0.0.0/8", "*.example.com", "2026-11-25T10:00:00Z",
-                       "00000000-0000-0000-0000-000000000000", "is_in", "remote_ip", "DE"])
+    | st.sampled_from(
+        [
+            "",
+            "tcp",
+            "icmp",
+            "10.0.0.0/8",
+            "*.example.com",
+            "2026-11-25T10:00:00Z",
+            "00000000-0000-0000-0000-000000000000",
+            "is_in",
+            "remote_ip",
+            "DE",
+        ]
+    )
 )
 JSON_VALUES = st.recursive(
     JSON_SCALARS,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -47,8 +60,12 @@ async def test_random_bodies_never_cause_a_server_error(app, h, tenant, api_pool
     client = await h.make_client(api_pool, tenant, actor["id"])
     token = await tenant.create("/v1/tokens", {})
     ids = {
-        "actor_id": actor["id"], "group_id": group["id"], "site_id": site["id"],
-        "resource_id": resource["id"], "policy_id": policy["id"], "client_id": str(client.id),
+        "actor_id": actor["id"],
+        "group_id": group["id"],
+        "site_id": site["id"],
+        "resource_id": resource["id"],
+        "policy_id": policy["id"],
+        "client_id": str(client.id),
         "token_id": token["id"],
     }
     spec = app.openapi()
@@ -57,10 +74,14 @@ async def test_random_bodies_never_cause_a_server_error(app, h, tenant, api_pool
         for method, operation in item.items():
             if method in ("post", "put", "patch"):
                 routes.append((method.upper(), path.format(**ids), _field_names(spec, operation)))
+    with_body = {(m, p) for m, p, fields in routes if fields}
     assert len(routes) >= 15
     # Real ids as values, so bodies also reach the services, not only validation.
-    values = JSON_VALUES | st.sampled_from(list(ids.values())) | st.lists(
-        st.sampled_from(list(ids.values())), max_size=3)
+    values = (
+        JSON_VALUES
+        | st.sampled_from(list(ids.values()))
+        | st.lists(st.sampled_from(list(ids.values())), max_size=3)
+    )
 
     @st.composite
     def requests(draw):
@@ -84,8 +105,9 @@ async def test_random_bodies_never_cause_a_server_error(app, h, tenant, api_pool
             method, path, content=content, headers={"content-type": "application/json"}
         )
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck),
-              database=None)
+    @settings(
+        max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
     @given(requests())
     def check(request):
         method, path, content = request
@@ -96,7 +118,8 @@ async def test_random_bodies_never_cause_a_server_error(app, h, tenant, api_pool
         try:
             json.loads(content)
         except ValueError:
-            assert response.status_code == 422, response.text
+            if (method, path) in with_body:
+                assert response.status_code == 422, response.text
         if response.status_code >= 400:
             assert response.headers["content-type"].startswith("application/problem+json")
             assert response.json()["status"] == response.status_code

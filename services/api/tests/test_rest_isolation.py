@@ -34,8 +34,12 @@ class Case:
 CASES = [
     Case("GET", "/v1/account", expect="list"),
     Case("GET", "/v1/actors", expect="list"),
-    Case("POST", "/v1/actors", lambda a: {"type": "account_user", "name": "x",
-                                         "email": a["actor_email"]}, expect="list"),
+    Case(
+        "POST",
+        "/v1/actors",
+        lambda a: {"type": "account_user", "name": "x", "email": a["actor_email"]},
+        expect="list",
+    ),
     Case("GET", "/v1/actors/{actor_id}"),
     Case("PATCH", "/v1/actors/{actor_id}", lambda a: {"name": "pwned"}),
     Case("DELETE", "/v1/actors/{actor_id}"),
@@ -60,17 +64,25 @@ CASES = [
     Case("DELETE", "/v1/sites/{site_id}/gateway_tokens/{token_id}"),
     Case("GET", "/v1/sites/{site_id}/gateways"),
     Case("GET", "/v1/resources", expect="list", params=lambda a: {"site_id": a["site_id"]}),
-    Case("POST", "/v1/resources", lambda a: {"type": "ip", "address": "192.0.2.1", "name": "x",
-                                            "site_id": a["site_id"]}),
+    Case(
+        "POST",
+        "/v1/resources",
+        lambda a: {"type": "ip", "address": "192.0.2.1", "name": "x", "site_id": a["site_id"]},
+    ),
     Case("GET", "/v1/resources/{resource_id}"),
     Case("PATCH", "/v1/resources/{resource_id}", lambda a: {"name": "pwned"}),
     Case("DELETE", "/v1/resources/{resource_id}"),
-    Case("GET", "/v1/policies", expect="list",
-         params=lambda a: {"resource_id": a["resource_id"]}),
-    Case("POST", "/v1/policies", lambda a: {"group_id": a["group_id"],
-                                           "resource_id": a["resource_id"]}),
-    Case("POST", "/v1/policies/evaluate", lambda a: {"actor_id": a["actor_id"],
-                                                    "resource_id": a["resource_id"]}),
+    Case("GET", "/v1/policies", expect="list", params=lambda a: {"resource_id": a["resource_id"]}),
+    Case(
+        "POST",
+        "/v1/policies",
+        lambda a: {"group_id": a["group_id"], "resource_id": a["resource_id"]},
+    ),
+    Case(
+        "POST",
+        "/v1/policies/evaluate",
+        lambda a: {"actor_id": a["actor_id"], "resource_id": a["resource_id"]},
+    ),
     Case("GET", "/v1/policies/{policy_id}"),
     Case("PATCH", "/v1/policies/{policy_id}", lambda a: {"description": "pwned"}),
     Case("DELETE", "/v1/policies/{policy_id}"),
@@ -88,8 +100,11 @@ CASES = [
 ]
 # Extra body-reference cases on routes already listed (a second id in the body).
 EXTRA_CASES = [
-    Case("POST", "/v1/policies/evaluate", lambda a: {"client_id": a["client_id"],
-                                                    "resource_id": a["resource_id"]}),
+    Case(
+        "POST",
+        "/v1/policies/evaluate",
+        lambda a: {"client_id": a["client_id"], "resource_id": a["resource_id"]},
+    ),
     Case("PUT", "/v1/groups/{group_id}/members", lambda a: {"actor_ids": [a["actor_id"]]}),
     Case("POST", "/v1/sites/{site_id}/gateway_tokens", lambda a: {"name": "x"}),
 ]
@@ -97,11 +112,7 @@ EXTRA_CASES = [
 
 def test_every_route_has_an_isolation_case(app):
     spec = app.openapi()
-    routes = {
-        (method.upper(), path)
-        for path, item in spec["paths"].items()
-        for method in item
-    }
+    routes = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
     covered = {(c.method, c.path) for c in CASES}
     assert routes - PUBLIC_ROUTES == covered
 

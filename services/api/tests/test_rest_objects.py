@@ -91,7 +91,9 @@ async def test_client_tokens_only_for_service_accounts(h, tenant):
     listed = (await tenant.http.get(f"/v1/actors/{service['id']}/client_tokens")).json()
     assert [t["id"] for t in listed["data"]] == [created["id"]]
     assert "token" not in listed["data"][0]
-    h.assert_problem(await tenant.http.post(f"/v1/actors/{uuid.uuid4()}/client_tokens", json={}), 404)
+    h.assert_problem(
+        await tenant.http.post(f"/v1/actors/{uuid.uuid4()}/client_tokens", json={}), 404
+    )
 
 
 # ---------------------------------------------------------------------- groups
@@ -247,8 +249,13 @@ async def test_resource_filters_are_validated_and_normalised(h, tenant):
     ):
         bad = await tenant.http.post(
             "/v1/resources",
-            json={"type": "ip", "address": "192.0.2.1", "name": "x", "site_id": site["id"],
-                  "filters": filters},
+            json={
+                "type": "ip",
+                "address": "192.0.2.1",
+                "name": "x",
+                "site_id": site["id"],
+                "filters": filters,
+            },
         )
         assert "filters" in h.assert_problem(bad, 422)["detail"]
 
@@ -299,8 +306,12 @@ async def test_policy_crud(h, tenant):
     conditions = [{"property": "remote_country", "operator": "is_in", "values": ["de", "FR"]}]
     policy = await tenant.create(
         "/v1/policies",
-        {"group_id": group["id"], "resource_id": resource["id"], "description": "eng",
-         "conditions": conditions},
+        {
+            "group_id": group["id"],
+            "resource_id": resource["id"],
+            "description": "eng",
+            "conditions": conditions,
+        },
     )
     assert policy["conditions"] == [
         {"property": "remote_country", "operator": "is_in", "values": ["DE", "FR"]}
@@ -330,10 +341,17 @@ async def test_policy_crud(h, tenant):
         [{"property": "remote_country", "operator": "is_in", "values": ["XX"]}],
         [{"property": "moon_phase", "operator": "is", "values": ["full"]}],
         [{"property": "remote_ip", "operator": "is_in", "values": ["10.0.0.0/8"]}],
-        [{"property": "current_time", "operator": "is_in_day_of_week_time_ranges",
-          "values": ["M/25:00-26:00/UTC"]}],
-        [{"property": "client_verified", "operator": "is", "values": ["true"]},
-         {"property": "client_verified", "operator": "is", "values": ["true"]}],
+        [
+            {
+                "property": "current_time",
+                "operator": "is_in_day_of_week_time_ranges",
+                "values": ["M/25:00-26:00/UTC"],
+            }
+        ],
+        [
+            {"property": "client_verified", "operator": "is", "values": ["true"]},
+            {"property": "client_verified", "operator": "is", "values": ["true"]},
+        ],
     ],
 )
 async def test_policy_bad_conditions_are_422(h, tenant, conditions):
@@ -419,8 +437,13 @@ async def test_pagination_walks_every_row_once(h, tenant):
 
 @pytest.mark.parametrize(
     "params",
-    [{"limit": 0}, {"limit": 501}, {"limit": "many"}, {"page_cursor": "garbage!"},
-     {"page_cursor": "MjAyNi0xMS0yNXxub3QtYS11dWlk"}],
+    [
+        {"limit": 0},
+        {"limit": 501},
+        {"limit": "many"},
+        {"page_cursor": "garbage!"},
+        {"page_cursor": "MjAyNi0xMS0yNXxub3QtYS11dWlk"},
+    ],
 )
 async def test_bad_page_parameters_are_422(h, tenant, params):
     h.assert_problem(await tenant.http.get("/v1/actors", params=params), 422)

@@ -28,9 +28,7 @@ async def _dump_text_and_bytes(conn) -> list[bytes]:
         )
         values += [r["v"].encode() for r in rows if r["v"] is not None]
         if col["data_type"] == "bytea":
-            raw = await conn.fetch(
-                f'SELECT "{col["column_name"]}" AS v FROM "{col["table_name"]}"'
-            )
+            raw = await conn.fetch(f'SELECT "{col["column_name"]}" AS v FROM "{col["table_name"]}"')
             values += [bytes(r["v"]) for r in raw if r["v"] is not None]
     return values
 
@@ -118,6 +116,14 @@ def test_parse_token_never_raises(text):
 
 async def test_verify_token_answers_garbage_with_none(api_pool):
     async with api_pool.acquire() as conn:
-        for text in ["", ".", "x.y", f"{uuid.uuid4()}.", f"{uuid.uuid4()}.abc", "é" * 200,
-                     f"{str(uuid.uuid4()).upper()}.abc", "\x00." + "a" * 10]:
+        for text in [
+            "",
+            ".",
+            "x.y",
+            f"{uuid.uuid4()}.",
+            f"{uuid.uuid4()}.abc",
+            "é" * 200,
+            f"{str(uuid.uuid4()).upper()}.abc",
+            "\x00." + "a" * 10,
+        ]:
             assert await verify_token(conn, text) is None

@@ -138,3 +138,12 @@ def test_minted_credentials_verify(for_id, secret, ttl_s):
     mac = hmac.new(secret, creds.username.encode(), hashlib.sha1).digest()
     assert creds.password == base64.b64encode(mac).decode()
     assert check(secret, creds.username, creds.password, now=NOW)
+
+
+def test_relay_side_check_agrees():
+    """What the registry mints, the TURN server's own REST helper accepts."""
+    from zerogate.proto.turn.credentials import rest_api_expiry, rest_api_password
+
+    creds = mint(SECRET, "client-1", now=NOW, ttl=timedelta(minutes=10))
+    assert rest_api_password(SECRET.encode(), creds.username) == creds.password
+    assert rest_api_expiry(creds.username) == int(creds.expires_at.timestamp())

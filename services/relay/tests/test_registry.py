@@ -216,3 +216,17 @@ def test_reconnect_restarts_missed_heartbeat_counting():
     # Silent for three intervals after the reconnect: now it is gone.
     reg.handle_timeout(40.0 + MISSED * INTERVAL)
     assert events(reg) == [RelayWentOffline(relay_id=RelayId("fra"), last_seen=0.0, at=55.0)]
+
+
+def test_new_secret_reads_as_offline_then_online():
+    reg = Registry()
+    reg.handle_heartbeat(hb("fra", FRANKFURT), now=0.0)
+    reg.handle_heartbeat(hb("fra", FRANKFURT, t=5), now=5.0)  # same secret: nothing new
+    first = hb("fra", FRANKFURT, t=6)
+    restarted = RelayHeartbeat.model_validate({**first.model_dump(), "auth_secret": "a-new-secret"})
+    reg.handle_heartbeat(restarted, now=6.0)
+    evs = events(reg)
+    assert [type(e) for e in evs] == [RelayCameOnline, RelayWentOffline, RelayCameOnline]
+    assert evs[1] == RelayWentOffline(relay_id=RelayId("fra"), last_seen=5.0, at=6.0)
+    (choice,) = reg.select(BERLIN, 1)
+    assert choice.relay.auth_secret.get_secret_value() == "a-new-secret"

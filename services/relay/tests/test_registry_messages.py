@@ -167,3 +167,33 @@ def test_select_request_from_arbitrary_bytes(raw):
     except ValidationError:
         return
     assert 1 <= req.count <= MAX_SELECT_COUNT
+
+
+_heartbeat_dicts = st.fixed_dictionaries(
+    {},
+    optional={
+        "relay_id": st.one_of(st.text(max_size=12), _json_values),
+        "public_ipv4": st.one_of(st.lists(st.ip_addresses().map(str), max_size=3), _json_values),
+        "public_ipv6": st.one_of(st.lists(st.ip_addresses().map(str), max_size=3), _json_values),
+        "port": st.one_of(st.integers(-2, 70000), _json_values),
+        "realm": _json_values,
+        "lat": _json_values,
+        "lon": _json_values,
+        "load": _json_values,
+        "auth_secret": _json_values,
+        "interval_s": _json_values,
+        "sent_at": st.one_of(st.datetimes().map(str), _json_values),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_heartbeat_dicts)
+def test_heartbeat_validates_or_refuses_never_crashes(data):
+    try:
+        h = RelayHeartbeat.model_validate_json(json.dumps(data))
+    except ValidationError:
+        return
+    assert h.public_ipv4 or h.public_ipv6
+    assert h.interval_s > 0
+    assert RelayHeartbeat.model_validate_json(h.model_dump_json()) == h

@@ -241,7 +241,8 @@ async def test_run_entry_point(nats_url: str):
 
 
 async def test_state_survives_nats_restart(tmp_path: Path):
-    """After the bus comes back the registry still offers what it knew."""
+    """The bus is down longer than three heartbeat intervals; afterwards the
+    registry still offers what it knew (missed-heartbeat counting restarts)."""
     store = tmp_path / f"nats-{os.getpid()}"
     server = NatsServer(store)
     await asyncio.to_thread(server.start)
@@ -253,6 +254,7 @@ async def test_state_survives_nats_restart(tmp_path: Path):
         await svc.start(reg_bus)
         await reg_bus.flush()
         relay_id = f"fra-{uid()}"
+        interval = 1.0
         seen = asyncio.Event()
 
         async def on_online(ev: RelayOnline) -> None:
@@ -263,13 +265,15 @@ async def test_state_survives_nats_restart(tmp_path: Path):
         await relay_bus.flush()
         await relay_bus.publish(
             subjects.RELAY_HEARTBEAT,
-            heartbeat(relay_id, FRANKFURT, interval=30.0, ip="203.0.113.40", secret="x"),
+            heartbeat(relay_id, FRANKFURT, interval=interval, ip="203.0.113.40", secret="x"),
         )
         await relay_bus.flush()
         await asyncio.wait_for(seen.wait(), 10)
         assert relay_id in svc.registry
 
         await asyncio.to_thread(server.stop)
+        await asyncio.sleep(MISSED * interval + 1.0)  # outage longer than three intervals
+        assert relay_id in svc.registry  # nothing expires while the bus is down
         await asyncio.to_thread(server.start)  # same port, same store
 
         deadline = time.monotonic() + 15

@@ -133,9 +133,7 @@ def test_set_is_parsed_completely() -> None:
         replace_allowed_ips=True,
         allowed_ips=(ipaddress.ip_network("192.168.4.4/32"), ipaddress.ip_network("fd00::/8")),
     )
-    assert second == PeerChange(
-        public_key=KEY1, update_only=True, endpoint=("182.122.22.19", 3233)
-    )
+    assert second == PeerChange(public_key=KEY1, update_only=True, endpoint=("182.122.22.19", 3233))
     assert third.remove
 
 

@@ -267,3 +267,62 @@ def test_server_without_relay_addresses_is_refused():
 
     with pytest.raises(LocalProtocolError, match="relay_addresses"):
         Server(ServerConfig(realm="r", nonce_secret=b"s" * 32), now=0.0)
+
+
+def test_even_port_with_r_bit_reserves_the_next_port_for_a_token(harness):
+    RESERVATION_LIFETIME = 30  # RFC 8656 §7.2: "about 30 seconds"
+    first = harness.client(address=("192.0.2.1", 1))
+    response = first.allocate({Attr.EVEN_PORT: True})
+    assert harness.code(response) == 200
+    port = response.get_address(Attr.XOR_RELAYED_ADDRESS)[1]
+    assert port % 2 == 0
+    token = response.get_bytes(Attr.RESERVATION_TOKEN)
+    assert token is not None
+    assert len(token) == 8
+    second = harness.client(address=("192.0.2.1", 2))
+    response = second.allocate({Attr.RESERVATION_TOKEN: token})
+    assert harness.code(response) == 200
+    assert response.get_address(Attr.XOR_RELAYED_ADDRESS) == (RELAY_V4, port + 1)
+    # A token works once.
+    third = harness.client(address=("192.0.2.1", 3))
+    assert harness.code(third.allocate({Attr.RESERVATION_TOKEN: token})) == 508
+    # An unclaimed reservation lapses and frees its port.
+    response = third.allocate({Attr.EVEN_PORT: True})
+    late_token = response.get_bytes(Attr.RESERVATION_TOKEN)
+    harness.advance(RESERVATION_LIFETIME + 1)
+    fourth = harness.client(address=("192.0.2.1", 4))
+    assert harness.code(fourth.allocate({Attr.RESERVATION_TOKEN: late_token})) == 508
+
+
+def test_reserved_port_is_not_handed_out(make_harness):
+    harness = make_harness(relay_port_min=50000, relay_port_max=50001)
+    response = harness.client(address=("192.0.2.1", 1)).allocate({Attr.EVEN_PORT: True})
+    assert response.get_address(Attr.XOR_RELAYED_ADDRESS)[1] == 50000
+    assert harness.code(harness.client(address=("192.0.2.1", 2)).allocate()) == 508
+    harness.advance(31)
+    assert harness.code(harness.client(address=("192.0.2.1", 2)).allocate()) == 200
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting"),
+    [
+        ({"realm": ""}, "realm"),
+        ({"nonce_secret": b"short"}, "nonce_secret"),
+        ({"relay_addresses_v4": ["2001:db8::1"]}, "relay_addresses_v4"),
+        ({"relay_addresses_v6": ["nonsense"]}, "relay_addresses_v6"),
+        ({"own_addresses": ["nonsense"]}, "own_addresses"),
+        ({"relay_port_min": 60000, "relay_port_max": 50000}, "relay_port"),
+        ({"default_lifetime": 7200}, "default_lifetime"),
+    ],
+)
+def test_bad_configuration_names_the_setting(overrides, setting):
+    from zerogate.proto.turn import LocalProtocolError, Server, ServerConfig
+
+    values = {
+        "realm": "r",
+        "nonce_secret": b"s" * 32,
+        "relay_addresses_v4": ["198.51.100.10"],
+    }
+    values.update(overrides)
+    with pytest.raises(LocalProtocolError, match=setting):
+        Server(ServerConfig(**values), now=0.0)

@@ -253,3 +253,18 @@ def test_channel_data_codec_helpers():
             decode_channel_data(bad)
     with pytest.raises(LocalProtocolError):
         encode_channel_data(0x3FFF, b"")
+
+
+def test_legacy_channel_numbers_for_rfc_5766_clients(make_harness):
+    LEGACY_MAX = 0x7FFF  # RFC 5766 §11: 0x4000 through 0x7FFF
+    harness = make_harness(legacy_channel_numbers=True)
+    client = harness.client()
+    response = client.allocate()
+    v4 = response.get_address(Attr.XOR_RELAYED_ADDRESS)
+    assert harness.code(client.bind(LEGACY_MAX, PEER)) == 200
+    assert harness.code(client.bind(0x8000, OTHER_PEER)) == 400
+    routed = harness.server.channel_to_peer(channel_data(LEGACY_MAX, b"hi"), client.address)
+    assert routed is not None
+    assert bytes(routed[2]) == b"hi"
+    assert harness.server.peer_to_client(v4, b"yo", PEER) == (client.address, b"\x7f\xff\x00\x02yo")
+    assert decode_channel_data(b"\x7f\xff\x00\x00", legacy=True)[0] == LEGACY_MAX

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from wg_helpers import Link, make_link  # noqa: E402
+from wg_helpers import Link, make_link
 
 
 @pytest.fixture

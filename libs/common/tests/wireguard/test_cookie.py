@@ -43,11 +43,16 @@ def test_cookie_reply_costs_the_responder_no_state(link: Link) -> None:
     assert init is not None
     assert link.b.decrypt(init.data, A_ADDR, link.now) is None
     reply = link.b.poll_transmit()
-    assert reply is not None and reply.data[0] == COOKIE and len(reply.data) == 64
-    assert reply.destination == A_ADDR and reply.peer == b""  # sender not identified
+    assert reply is not None
+    assert reply.data[0] == COOKIE
+    assert len(reply.data) == 64
+    assert reply.destination == A_ADDR
+    assert reply.peer == b""
     assert struct.unpack_from("<I", reply.data, 4)[0] == struct.unpack_from("<I", init.data, 4)[0]
     pb = link.b.peers[link.a.public_key]
-    assert pb._next is None and pb._greatest_timestamp == b"" and pb.endpoint is None
+    assert pb._next is None
+    assert pb._greatest_timestamp == b""
+    assert pb.endpoint is None
     assert link.b._keypairs == {}
 
 
@@ -70,10 +75,12 @@ def _cookie_then(link: Link) -> bytes:
     assert init is not None
     link.b.decrypt(init.data, link.source_of_a, link.now)
     reply = link.b.poll_transmit()
-    assert reply is not None and reply.data[0] == COOKIE
+    assert reply is not None
+    assert reply.data[0] == COOKIE
     assert link.a.decrypt(reply.data, B_ADDR, link.now) is None
     resent = link.a.poll_transmit()
-    assert resent is not None and resent.data[0] == INITIATION
+    assert resent is not None
+    assert resent.data[0] == INITIATION
     return resent.data
 
 
@@ -83,10 +90,13 @@ def test_mac2_is_bound_to_the_source_address(link: Link) -> None:
     for other in (("192.0.2.99", A_ADDR[1]), (A_ADDR[0], A_ADDR[1] + 1)):
         assert link.b.decrypt(resent, other, link.now) is None
         tx = link.b.poll_transmit()
-        assert tx is not None and tx.data[0] == COOKIE and tx.destination == other
+        assert tx is not None
+        assert tx.data[0] == COOKIE
+        assert tx.destination == other
     assert link.b.decrypt(resent, A_ADDR, link.now) is None
     tx = link.b.poll_transmit()
-    assert tx is not None and tx.data[0] == RESPONSE
+    assert tx is not None
+    assert tx.data[0] == RESPONSE
 
 
 def test_tampered_mac2_under_load_gets_a_cookie_not_a_response(link: Link) -> None:
@@ -94,7 +104,8 @@ def test_tampered_mac2_under_load_gets_a_cookie_not_a_response(link: Link) -> No
     resent[140] ^= 1
     link.b.decrypt(bytes(resent), A_ADDR, link.now)
     tx = link.b.poll_transmit()
-    assert tx is not None and tx.data[0] == COOKIE
+    assert tx is not None
+    assert tx.data[0] == COOKIE
 
 
 def test_cookie_reply_is_used_once_and_forgeries_are_ignored(link: Link) -> None:
@@ -109,7 +120,8 @@ def test_cookie_reply_is_used_once_and_forgeries_are_ignored(link: Link) -> None
     forged = bytearray(reply.data)
     forged[40] ^= 1
     assert link.a.decrypt(bytes(forged), B_ADDR, link.now) is None
-    assert pa._cookie is None and link.a.poll_transmit() is None
+    assert pa._cookie is None
+    assert link.a.poll_transmit() is None
     link.a.decrypt(reply.data, B_ADDR, link.now)
     assert pa._cookie is not None
     assert link.a.poll_transmit() is not None  # one resend
@@ -123,11 +135,13 @@ def test_initiator_stops_using_a_cookie_after_its_lifetime(link: Link) -> None:
     link.now += COOKIE_REFRESH_TIME - 1
     link.a._send_initiation(pa, link.now, retry=False)
     tx = link.a.poll_transmit()
-    assert tx is not None and tx.data[MAC2] != bytes(16)
+    assert tx is not None
+    assert tx.data[MAC2] != bytes(16)
     link.now += 2
     link.a._send_initiation(pa, link.now, retry=False, force=True)
     tx = link.a.poll_transmit()
-    assert tx is not None and tx.data[MAC2] == bytes(16)
+    assert tx is not None
+    assert tx.data[MAC2] == bytes(16)
 
 
 def test_responder_rotates_its_cookie_secret() -> None:

@@ -34,9 +34,7 @@ from zerogate.proto.wireguard.errors import LocalProtocolError
 def test_hchacha20_matches_draft_xchacha_section_2_2_1() -> None:
     key = bytes(range(32))
     nonce = bytes.fromhex("000000090000004a0000000031415927")
-    expected = bytes.fromhex(
-        "82413b4227b27bfed30e42508a877d73a0f9e4d58a74a853c12ec41326d3ecdc"
-    )
+    expected = bytes.fromhex("82413b4227b27bfed30e42508a877d73a0f9e4d58a74a853c12ec41326d3ecdc")
     assert hchacha20(key, nonce) == expected
 
 

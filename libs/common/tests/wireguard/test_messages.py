@@ -40,7 +40,8 @@ def test_sizes_restated() -> None:
 def test_round_trip_and_layout(msg: Initiation | Response | CookieReply, size: int) -> None:
     data = msg.encode()
     assert len(data) == size
-    assert data[0] == msg.TYPE and data[1:4] == b"\0\0\0"  # type, reserved zero
+    assert data[0] == msg.TYPE
+    assert data[1:4] == b"\0\0\0"
     assert struct.unpack_from("<I", data, 4)[0] in (0x01020304, 7, 9)  # little-endian index
     assert type(msg).decode(data) == msg
     assert decode(data) == msg
@@ -105,7 +106,9 @@ def test_decode_random_bytes(data: bytes) -> None:
     st.sampled_from([(Initiation, 148), (Response, 92), (CookieReply, 64)]),
     st.data(),
 )
-def test_any_body_of_the_right_size_round_trips(cls_size: tuple[type, int], data: st.DataObject) -> None:
+def test_any_body_of_the_right_size_round_trips(
+    cls_size: tuple[type, int], data: st.DataObject
+) -> None:
     cls, size = cls_size
     body = data.draw(st.binary(min_size=size - 4, max_size=size - 4))
     raw = struct.pack("<I", cls.TYPE) + body

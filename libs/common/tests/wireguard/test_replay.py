@@ -69,12 +69,14 @@ def _run(counters: list[int]) -> list[bool]:
 
 def test_bulk_1_ascending_then_zero() -> None:
     got = _run([*range(1, WINDOW_SIZE + 1), 0, 0])
-    assert all(got[:-1]) and got[-1] is False
+    assert all(got[:-1])
+    assert got[-1] is False
 
 
 def test_bulk_2_ascending_from_two_then_one_then_zero() -> None:
     got = _run([*range(2, WINDOW_SIZE + 2), 1, 0])
-    assert all(got[:-1]) and got[-1] is False
+    assert all(got[:-1])
+    assert got[-1] is False
 
 
 def test_bulk_3_descending() -> None:
@@ -83,12 +85,14 @@ def test_bulk_3_descending() -> None:
 
 def test_bulk_4_descending_then_zero_is_too_old() -> None:
     got = _run([*range(WINDOW_SIZE + 2, 1, -1), 0])
-    assert all(got[:-1]) and got[-1] is False
+    assert all(got[:-1])
+    assert got[-1] is False
 
 
 def test_bulk_5_descending_then_forward_then_zero() -> None:
     got = _run([*range(WINDOW_SIZE, 0, -1), WINDOW_SIZE + 1, 0])
-    assert all(got[:-1]) and got[-1] is False
+    assert all(got[:-1])
+    assert got[-1] is False
 
 
 def test_bulk_6_descending_then_zero_then_forward() -> None:
@@ -137,7 +141,10 @@ def test_matches_the_plain_rule(counters: list[int]) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(min_value=WINDOW_SIZE, max_value=2**40), st.integers(min_value=0, max_value=2 * WINDOW_SIZE))
+@given(
+    st.integers(min_value=WINDOW_SIZE, max_value=2**40),
+    st.integers(min_value=0, max_value=2 * WINDOW_SIZE),
+)
 def test_reordering_inside_the_window(last: int, back: int) -> None:
     w = ReplayWindow()
     assert w.check(last)

@@ -63,7 +63,8 @@ def test_a_prefix_has_one_owner_and_moves() -> None:
     assert dev.peers[p1].allowed_ips == [net("10.9.0.0/16")]
     assert dev.peers[p2].allowed_ips == [net("10.0.0.0/24")]
     found = dev.peer_for(ipv4("1.1.1.1", "10.0.0.7"))
-    assert found is not None and found.public_key == p2
+    assert found is not None
+    assert found.public_key == p2
 
 
 def test_replace_and_remove() -> None:
@@ -77,7 +78,8 @@ def test_replace_and_remove() -> None:
     dev.update_peer(p2, allowed_ips=[net("10.0.0.0/8")], now=NOW0)
     dev.remove_peer(p1)
     found = dev.peer_for(ipv4("1.1.1.1", "10.0.2.1"))
-    assert found is not None and found.public_key == p2
+    assert found is not None
+    assert found.public_key == p2
     assert p1 not in dev.peers
     with pytest.raises(LocalProtocolError):
         dev.remove_peer(p1)
@@ -111,7 +113,9 @@ prefixes4 = st.builds(
     st.lists(st.tuples(prefixes4, st.integers(0, 4)), max_size=30),
     st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=20),
 )
-def test_lookup_matches_a_linear_scan(routes: list[tuple[ipaddress.IPv4Network, int]], addrs: list[int]) -> None:
+def test_lookup_matches_a_linear_scan(
+    routes: list[tuple[ipaddress.IPv4Network, int]], addrs: list[int]
+) -> None:
     table: AllowedIPs[int] = AllowedIPs()
     latest: dict[ipaddress.IPv4Network, int] = {}
     for network, owner in routes:

@@ -6,9 +6,12 @@ the specification, not the code's own constants.
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from wg_helpers import A_ADDR, A_TUN4, B_TUN4, Link, ipv4, make_link
 
 from zerogate.proto.wireguard import HandshakeCompleted, HandshakeTimedOut, SessionExpired
@@ -44,7 +47,7 @@ def test_handshake_retransmits_every_rekey_timeout_then_gives_up() -> None:
     lk.advance(300)
     times = initiations(lk, "a")
     assert times[0] == t0
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(REKEY_TIMEOUT <= g < REKEY_TIMEOUT + JITTER_MAX for g in gaps), gaps
     # retries stop once REKEY_ATTEMPT_TIME is used up: REKEY_ATTEMPT_TIME / REKEY_TIMEOUT retries
     assert len(times) == 1 + int(REKEY_ATTEMPT_TIME / REKEY_TIMEOUT)
@@ -122,7 +125,8 @@ def test_rekey_after_messages_on_either_side(linked: Link) -> None:
         assert dev.poll_transmit() is None
         assert dev.encrypt(ipv4(src, dst), linked.now) is not None  # counter 2^60
         tx = dev.poll_transmit()
-        assert tx is not None and tx.data[0] == INITIATION
+        assert tx is not None
+        assert tx.data[0] == INITIATION
 
 
 def test_reject_after_messages(linked: Link) -> None:
@@ -183,7 +187,7 @@ def test_persistent_keepalive() -> None:
     lk.advance(110)
     times = keepalives(lk, "a")
     assert times[0] == t0
-    assert [b - a for a, b in zip(times, times[1:], strict=False)] == [interval] * 4
+    assert [b - a for a, b in itertools.pairwise(times)] == [interval] * 4
 
 
 def test_persistent_keepalive_waits_for_any_traffic(linked: Link) -> None:
@@ -212,8 +216,11 @@ def test_keys_are_zeroed_after_three_reject_after_times(linked: Link) -> None:
     for dev, other in ((linked.a, linked.b), (linked.b, linked.a)):
         peer = dev.peers[other.public_key]
         assert not peer.has_session
-        assert peer._previous is None and peer._next is None and peer._handshake is None
-        assert dev._keypairs == {} and dev._handshakes == {}
+        assert peer._previous is None
+        assert peer._next is None
+        assert peer._handshake is None
+        assert dev._keypairs == {}
+        assert dev._handshakes == {}
     assert SessionExpired(linked.b.public_key) in linked.events_a
     assert SessionExpired(linked.a.public_key) in linked.events_b
     assert linked.a.poll_timeout() is None  # nothing left to do
@@ -229,4 +236,46 @@ def test_poll_timeout_is_the_earliest_deadline_and_early_calls_do_nothing() -> N
     assert lk.b.poll_transmit() is None
     lk.b.handle_timeout(deadline)
     tx = lk.b.poll_transmit()
-    assert tx is not None and len(tx.data) == KEEPALIVE_SIZE
+    assert tx is not None
+    assert len(tx.data) == KEEPALIVE_SIZE
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("send"), st.sampled_from(["a", "b"])),
+        st.tuples(st.just("advance"), st.floats(min_value=0, max_value=200)),
+        st.tuples(st.just("drop"), st.sampled_from(["none", "a", "b", "all"])),
+        st.tuples(st.just("load"), st.booleans()),
+        st.tuples(st.just("keepalive"), st.sampled_from([None, 1, 25])),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(OPS)
+def test_poll_timeout_is_never_later_than_any_timer(ops: list[tuple[str, object]]) -> None:
+    lk = make_link(b_knows_a_endpoint=True)
+    drops = {
+        "none": lambda w: False,
+        "a": lambda w: w.sender == "a",
+        "b": lambda w: w.sender == "b",
+        "all": lambda w: True,
+    }
+    for op, arg in ops:
+        if op == "send":
+            src, dst = (A_TUN4, B_TUN4) if arg == "a" else (B_TUN4, A_TUN4)
+            lk.send(str(arg), ipv4(src, dst))
+        elif op == "advance":
+            lk.advance(float(arg))  # type: ignore[arg-type]
+        elif op == "drop":
+            lk.drop = drops[str(arg)]
+        elif op == "load":
+            lk.b.set_under_load(bool(arg))
+        else:
+            lk.a.update_peer(lk.b.public_key, persistent_keepalive=arg, now=lk.now)  # type: ignore[arg-type]
+            lk.flush()
+        for dev in (lk.a, lk.b):
+            exact = dev._earliest_deadline()
+            hint = dev.poll_timeout()
+            assert exact == float("inf") or (hint is not None and hint <= exact)

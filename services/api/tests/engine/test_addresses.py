@@ -229,7 +229,11 @@ def test_match_ip_order_of_construction_does_not_matter_and_ties_take_the_lowest
 
 def test_internet_resource_catches_every_address_last():
     matcher = ResourceMatcher(
-        [("lan", "cidr", "192.168.0.0/16"), ("inet", "internet", None), ("d", "dns", "a.example.com")]
+        [
+            ("lan", "cidr", "192.168.0.0/16"),
+            ("inet", "internet", None),
+            ("d", "dns", "a.example.com"),
+        ]
     )
     assert matcher.match_ip("192.168.3.4") == "lan"
     assert matcher.match_ip("8.8.8.8") == "inet"
@@ -254,7 +258,10 @@ FILTERS_ACCEPTED = [
         [{"protocol": "udp", "ports": ["53"]}, {"protocol": "tcp", "ports": ["8000-8100", "443"]}],
         [{"protocol": "tcp", "ports": ["443", "8000-8100"]}, {"protocol": "udp", "ports": ["53"]}],
     ),
-    ([{"protocol": "tcp", "ports": [22, " 80 - 81 "]}], [{"protocol": "tcp", "ports": ["22", "80-81"]}]),
+    (
+        [{"protocol": "tcp", "ports": [22, " 80 - 81 "]}],
+        [{"protocol": "tcp", "ports": ["22", "80-81"]}],
+    ),
     ([{"protocol": "tcp", "ports": ["1-65535"]}], [{"protocol": "tcp", "ports": ["1-65535"]}]),
     ([{"protocol": "tcp", "ports": ["7-7"]}], [{"protocol": "tcp", "ports": ["7"]}]),
     ([{"protocol": "tcp", "ports": ["80", "81"]}], [{"protocol": "tcp", "ports": ["80", "81"]}]),

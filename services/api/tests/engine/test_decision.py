@@ -115,7 +115,11 @@ def test_no_expiry_beats_any_expiry_and_the_token_then_caps_it():
 
 def test_ties_go_to_the_smallest_policy_id_whatever_the_order():
     a, b = policy("a", BERLIN_OFFICE), policy("b", BERLIN_OFFICE)
-    assert decide([b, a], ctx(), None) == decide([a, b], ctx(), None) == Allow("a", NOW.replace(hour=16))
+    assert (
+        decide([b, a], ctx(), None)
+        == decide([a, b], ctx(), None)
+        == Allow("a", NOW.replace(hour=16))
+    )
     assert decide([policy("y"), policy("x")], ctx(), None) == Allow("x", None)
 
 
@@ -137,7 +141,9 @@ def test_violated_properties_are_sorted_and_unique_across_policies():
         cond("client_verified", "is", "true"),
         window("S/true/UTC"),
     )
-    p2 = policy("p2", cond("remote_country", "is_in", "US"), cond("remote_ip", "is_in_cidr", "10.0.0.0/8"))
+    p2 = policy(
+        "p2", cond("remote_country", "is_in", "US"), cond("remote_ip", "is_in_cidr", "10.0.0.0/8")
+    )
     assert decide([p1, p2], ctx(), None) == Deny(
         ("client_verified", "current_time", "remote_country", "remote_ip")
     )

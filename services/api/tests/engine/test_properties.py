@@ -244,10 +244,24 @@ INSTANT = st.datetimes(
     min_value=datetime(2024, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.just(UTC)
 )
 TICK = timedelta(microseconds=1)
+# 2026 DST changes (UTC) of some of DST_ZONES: Berlin, New York, Lord Howe (30 min),
+# Santiago and Havana (at local midnight); instants near them stress the edges.
+TRANSITIONS = [
+    datetime.fromisoformat(t).replace(tzinfo=UTC)
+    for t in (
+        "2026-03-29T01:00", "2026-10-25T01:00", "2026-03-08T07:00", "2026-11-01T06:00",
+        "2026-04-04T15:00", "2026-10-03T15:30", "2026-04-05T03:00", "2026-09-06T04:00",
+        "2026-03-08T05:00", "2026-11-01T05:00",
+    )
+]  # fmt: skip
+NEAR_TRANSITION = st.tuples(
+    st.sampled_from(TRANSITIONS), st.integers(-4 * 3600, 4 * 3600), st.sampled_from([0, 1, 59])
+).map(lambda t: t[0] + timedelta(seconds=t[1] // 60 * 60 + t[2]))
+SOMETIME = st.one_of(INSTANT, NEAR_TRANSITION)
 
 
 @FUZZ
-@given(st.lists(WINDOW_VALUE, min_size=1, max_size=3), INSTANT)
+@given(st.lists(WINDOW_VALUE, min_size=1, max_size=3), SOMETIME)
 def test_window_end_is_the_first_instant_outside(values, now):
     windows = WeeklyWindows([parse_time_window(v) for v in values])
     end = windows.current_end(now)
@@ -279,7 +293,9 @@ def _inside_by_wall_clock(value: str, now: datetime) -> bool:
 @FUZZ
 @given(
     st.lists(
-        st.tuples(DAYS, st.lists(RANGE, min_size=1, max_size=3), st.sampled_from(list(FIXED_ZONES))),
+        st.tuples(
+            DAYS, st.lists(RANGE, min_size=1, max_size=3), st.sampled_from(list(FIXED_ZONES))
+        ),
         min_size=1,
         max_size=3,
     ).map(lambda vs: [f"{d}/{','.join(r)}/{z}" for d, r, z in vs]),
@@ -343,15 +359,28 @@ def test_decide_is_order_independent_and_respects_its_invariants(policies, conte
 def _in_repeated_hour(zone: str, now: datetime) -> bool:
     """Whether the wall clock already read ``now``'s local time earlier (a fall-back rerun)."""
     tz = ZoneInfo(zone)
-    wall = now.astimezone(tz).replace(tzinfo=None)
-    return any(
-        (now - timedelta(minutes=m)).astimezone(tz).replace(tzinfo=None) >= wall
-        for m in range(1, 150)
-    )
+
+    def offset(at: datetime) -> timedelta:
+        value = at.astimezone(tz).utcoffset()
+        assert value is not None
+        return value
+
+    before, after = offset(now - timedelta(hours=2)), offset(now)
+    if before <= after:
+        return False
+    # Find the fall-back instant between the two, to the second.
+    low, high = now - timedelta(hours=2), now
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if offset(middle) == before:
+            low = middle
+        else:
+            high = middle
+    return now < high + (before - after)
 
 
 @FUZZ
-@given(st.lists(WINDOW_VALUE, min_size=1, max_size=2), INSTANT)
+@given(st.lists(WINDOW_VALUE, min_size=1, max_size=2), SOMETIME)
 def test_windows_with_dst_agree_with_the_wall_clock_outside_repeated_hours(values, now):
     # The module's semantics: a window is [first instant the wall clock reads START,
     # first instant it reads END). Wherever the wall clock is at a new high (every

@@ -53,7 +53,10 @@ PARSED = [
     ("F/22:00-00:00/UTC", "F/22:00-24:00/UTC"),
     ("R/08:30:15-08:45/Asia/Kolkata", "R/08:30:15-08:45/Asia/Kolkata"),
     ("R/9:5-10/UTC", "R/09:05-10:00/UTC"),
-    (" T / 10-11 / America/Argentina/Buenos_Aires ", "T/10:00-11:00/America/Argentina/Buenos_Aires"),
+    (
+        " T / 10-11 / America/Argentina/Buenos_Aires ",
+        "T/10:00-11:00/America/Argentina/Buenos_Aires",
+    ),
 ]
 
 
@@ -122,7 +125,11 @@ WINDOWS = [
     (["M/20:00-24:00/UTC", "T/01:00-03:00/Europe/Berlin"], "2026-11-23T21:00", "2026-11-24T02:00"),
     (["MTWRF/true/Europe/Berlin"], "2026-11-25T10:00", "2026-11-27T23:00"),
     # Several values are OR-ed.
-    (["M/09:00-10:00/UTC", "W/09:00-17:00/America/New_York"], "2026-11-25T15:00", "2026-11-25T22:00"),
+    (
+        ["M/09:00-10:00/UTC", "W/09:00-17:00/America/New_York"],
+        "2026-11-25T15:00",
+        "2026-11-25T22:00",
+    ),
     # Europe/Berlin spring forward (2026-03-29 01:00Z): a 6 h wall-clock window lasts 5 h.
     (["U/00:00-06:00/Europe/Berlin"], "2026-03-28T23:00", "2026-03-29T04:00"),
     (["U/00:00-06:00/Europe/Berlin"], "2026-03-28T22:59:59", None),

@@ -12,11 +12,12 @@ policy.created          policy_id, group_id, resource_id
 policy.updated          policy_id, group_id, resource_id
 policy.disabled         policy_id, group_id, resource_id
 policy.enabled          policy_id, group_id, resource_id
-policy.deleted          policy_id, group_id, resource_id
+policy.deleted          policy_id, group_id, resource_id (also for each policy a
+                        group or resource deletion takes with it)
 resource.created        resource_id, site_id
 resource.updated        resource_id, site_id
 resource.deleted        resource_id, site_id
-group.deleted           group_id
+group.deleted           group_id (after membership.removed for its members)
 membership.removed      group_id, actor_ids
 membership.added        group_id, actor_ids
 token.revoked           token_id, actor_id or site_id

@@ -71,7 +71,7 @@ class TurnCredentials:
 
 
 def _key(secret: str | bytes) -> bytes:
-    return secret.encode() if isinstance(secret, str) else secret
+    return secret.encode("utf-8", "surrogatepass") if isinstance(secret, str) else secret
 
 
 def turn_username(expiry_unix: int, for_id: str) -> str:

@@ -20,8 +20,8 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from zerogate.common import telemetry
-from zerogate.common.settings import ZGSettings as _RegistrySettings
 from zerogate.common.errors import ConfigError
+from zerogate.common.settings import ZGSettings as _RegistrySettings
 from zerogate.common.settings import build_settings, load_settings
 from zerogate.relay.settings import DEFAULT_HTTP_PORT, DEFAULT_PORT, RelaySettings
 
@@ -91,6 +91,11 @@ def serve_parser() -> argparse.ArgumentParser:
     add("--max-lifetime", type=int, metavar="S", help="longest allocation lifetime (3600)")
     add("--user-quota", type=int, metavar="N", help="allocations per username (64)")
     add("--total-quota", type=int, metavar="N", help="allocations in total (10000)")
+    add(
+        "--rfc5766-channel-numbers",
+        action="store_true",
+        help="also accept channel numbers 0x5000-0x7FFF (legacy RFC 5766 clients)",
+    )
     add("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING ... (default INFO)")
     return p
 

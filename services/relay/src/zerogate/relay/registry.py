@@ -16,6 +16,10 @@ in as ``now`` (seconds of a monotonic clock) on every call.
   relays that announced no location come after every located one; when the
   asker's location is unknown the choice is random (as in Firezone's portal).
 
+A relay whose heartbeat carries a different ``auth_secret`` than before was
+restarted: credentials minted with the old secret are void, so the registry
+reports it offline and at once online again (consumers re-fetch offers).
+
 Heartbeats may arrive out of order (the bus runs handlers concurrently); one
 older than the relay's latest (by ``sent_at``) is ignored.
 
@@ -29,6 +33,7 @@ within one interval; relays that died meanwhile expire one deadline later.
 from __future__ import annotations
 
 import heapq
+import hmac
 import math
 import random
 from collections import deque
@@ -116,6 +121,13 @@ class RelayChoice:
     distance_km: float | None
 
 
+def _same_secret(a: RelayHeartbeat, b: RelayHeartbeat) -> bool:
+    return hmac.compare_digest(
+        a.auth_secret.get_secret_value().encode("utf-8", "surrogatepass"),
+        b.auth_secret.get_secret_value().encode("utf-8", "surrogatepass"),
+    )
+
+
 class Registry:
     """Live relays, fed by heartbeats and a clock; see the module docstring."""
 
@@ -135,6 +147,15 @@ class Registry:
             return
         if heartbeat.sent_at < known.heartbeat.sent_at:
             return  # a late, out-of-order heartbeat says nothing new
+        if not _same_secret(known.heartbeat, heartbeat):
+            # Restarted with a new secret: every credential handed out for it
+            # is void, so tell consumers it went away and came back.
+            self._events.append(
+                RelayWentOffline(relay_id=relay_id, last_seen=known.last_seen, at=now)
+            )
+            self._relays[relay_id] = LiveRelay(heartbeat=heartbeat, first_seen=now, last_seen=now)
+            self._events.append(RelayCameOnline(relay_id=relay_id, heartbeat=heartbeat, at=now))
+            return
         known.heartbeat = heartbeat
         known.last_seen = max(known.last_seen, now)
 

@@ -104,6 +104,7 @@ class RegistryService:
         self._sweeper: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._armed: float | None = None
+        self._cut_off = False
 
     async def start(self, bus: Bus) -> None:
         if self._bus is not None:
@@ -145,6 +146,7 @@ class RegistryService:
         await self._publish_events()
 
     async def _on_select(self, request: RelaySelectRequest) -> RelaySelectReply:
+        self._end_cut_off()  # a request came in, so the bus is back
         self.registry.handle_timeout(self._clock())
         await self._publish_events()
         near = self.locate(request)
@@ -194,28 +196,32 @@ class RegistryService:
 
     async def on_reconnect(self) -> None:
         """Pass to ``Bus.connect(on_reconnect=...)``: restart missed-heartbeat counting."""
-        self.registry.handle_reconnect(self._clock())
+        self._cut_off = True
+        self._end_cut_off()
         self._wake.set()
 
+    def _end_cut_off(self) -> None:
+        if self._cut_off:
+            self._cut_off = False
+            self.registry.handle_reconnect(self._clock())
+            log.info("bus back; relays get a fresh heartbeat deadline")
+
     async def _sweep(self) -> None:
-        cut_off = False
         while True:
             self._armed = self.registry.poll_timeout()
             self._wake.clear()
             delay = None if self._armed is None else max(0.0, self._armed - self._clock())
-            if cut_off:
-                delay = DISCONNECTED_POLL_S if delay is None else min(delay, DISCONNECTED_POLL_S)
+            if self._cut_off:
+                # Deadlines are moot while cut off (and may be past): just poll.
+                delay = DISCONNECTED_POLL_S
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             bus = self._bus
             if bus is not None and not bus.is_connected:
                 # No heartbeats can arrive: expiring relays now would be wrong.
-                cut_off = True
+                self._cut_off = True
                 continue
-            if cut_off:
-                cut_off = False
-                self.registry.handle_reconnect(self._clock())
-                log.info("bus back; relays get a fresh heartbeat deadline")
+            self._end_cut_off()
             self.registry.handle_timeout(self._clock())
             await self._publish_events()
 

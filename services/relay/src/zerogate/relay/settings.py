@@ -95,6 +95,9 @@ class RelaySettings(ZGSettings):
     user_quota: int = Field(default=64, ge=1)
     #: Allocations in total (486 above it); the relay port range bounds it too.
     total_quota: int = Field(default=10_000, ge=1)
+    #: Also accept ChannelBind numbers 0x5000-0x7FFF, the RFC 5766 range that RFC 8656
+    #: section 12 reserved (legacy clients such as coturn 4.6's turnutils_uclient).
+    rfc5766_channel_numbers: bool = False
     #: Kernel socket buffers in bytes (the default ~200 KiB drops bursts).
     socket_buffer: int = Field(default=8 * 1024 * 1024, ge=65536, le=1 << 30)
 

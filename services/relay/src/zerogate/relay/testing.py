@@ -550,3 +550,14 @@ class TurnTestClient:
         self.sock.sendto(
             channel.to_bytes(2, "big") + len(data).to_bytes(2, "big") + data, self.server
         )
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return predicate()
+        await asyncio.sleep(step)

@@ -220,7 +220,9 @@ class RelayOnline(Message):
 
 
 class RelayOffline(Message):
-    """A relay missed three heartbeat intervals and is no longer offered."""
+    """A relay is no longer offered: it missed three heartbeat intervals, or it
+    restarted with a new secret (then :class:`RelayOnline` follows at once).
+    Either way credentials handed out for it are void."""
 
     relay_id: Identifier
     last_seen: AwareDatetime

@@ -70,6 +70,9 @@ class ServerConfig:
     nonce_lifetime: int = NONCE_LIFETIME
     software: str | None = "zerogate-relay"
     transaction_cache_seconds: float = 40.0  # RFC 8489 §6.3.1: Ti = 39.5 s for UDP
+    #: Accept RFC 5766 channel numbers 0x4000-0x7FFF (coturn's turnutils_uclient
+    #: picks from that range) instead of RFC 8656's 0x4000-0x4FFF.
+    legacy_channel_numbers: bool = False
 
     def validate(self) -> None:
         """Raise :class:`LocalProtocolError` naming the first bad setting."""
@@ -79,14 +82,22 @@ class ServerConfig:
             raise LocalProtocolError("nonce_secret must be at least 16 bytes")
         if not self.relay_addresses_v4 and not self.relay_addresses_v6:
             raise LocalProtocolError("relay_addresses_v4 or relay_addresses_v6 must be set")
-        for value in self.relay_addresses_v4:
-            if ipaddress.ip_address(value).version != 4:
-                raise LocalProtocolError(f"relay_addresses_v4: {value!r} is not IPv4")
-        for value in self.relay_addresses_v6:
-            if ipaddress.ip_address(value).version != 6:
-                raise LocalProtocolError(f"relay_addresses_v6: {value!r} is not IPv6")
+        for name, values, version in (
+            ("relay_addresses_v4", self.relay_addresses_v4, 4),
+            ("relay_addresses_v6", self.relay_addresses_v6, 6),
+        ):
+            for value in values:
+                try:
+                    ok = ipaddress.ip_address(value).version == version
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise LocalProtocolError(f"{name}: {value!r} is not an IPv{version} address")
         for value in self.own_addresses:
-            ipaddress.ip_address(value)
+            try:
+                ipaddress.ip_address(value)
+            except ValueError as exc:
+                raise LocalProtocolError(f"own_addresses: {value!r} is not an IP") from exc
         if not 1 <= self.relay_port_min <= self.relay_port_max <= 65535:
             raise LocalProtocolError("relay_port_min/relay_port_max must be 1..65535, min <= max")
         if not 0 < self.default_lifetime <= self.max_lifetime:

@@ -45,8 +45,12 @@ Decisions (RFC 8656 leaves them to the server):
 * Responses to authenticated Allocate, Refresh, CreatePermission and ChannelBind
   requests are cached per (client address, transaction id) for
   ``transaction_cache_seconds`` and replayed to retransmissions (RFC 8489 §6.3.1).
-* Reservations (EVEN-PORT with R=1, RESERVATION-TOKEN) are not offered: EVEN-PORT
-  yields an even port without a token, and a RESERVATION-TOKEN gets 508.
+* EVEN-PORT gives an even port; with its R bit the next port is held for 30 s
+  under a RESERVATION-TOKEN (RFC 8656 §7.2), which a later Allocate may claim
+  (an unknown or expired token gets 508). coturn's ``turnutils_uclient`` does this
+  for its RTP/RTCP pairs.
+* Channel numbers are 0x4000-0x4FFF (RFC 8656 §12); ``legacy_channel_numbers``
+  widens them to RFC 5766's 0x4000-0x7FFF, which ``turnutils_uclient`` uses.
 * After a channel binding expires, its number and its peer stay unusable for any
   other binding for 300 s (RFC 8656 §12).
 * Over UDP, ChannelData is sent without padding (RFC 8656 §12.5).
@@ -66,7 +70,11 @@ from typing import NewType
 
 from zerogate.proto import stun
 from zerogate.proto.stun import Attr, Message, MessageClass, Method
-from zerogate.proto.turn.channeldata import CHANNEL_NUMBER_MAX, CHANNEL_NUMBER_MIN
+from zerogate.proto.turn.channeldata import (
+    CHANNEL_NUMBER_MAX,
+    CHANNEL_NUMBER_MIN,
+    LEGACY_CHANNEL_NUMBER_MAX,
+)
 from zerogate.proto.turn.config import ServerConfig
 from zerogate.proto.turn.credentials import long_term_key, rest_api_expiry, rest_api_password
 from zerogate.proto.turn.peers import PeerFilter
@@ -91,6 +99,8 @@ TRANSPORT_UDP = 17  # RFC 8656 §18.11: REQUESTED-TRANSPORT protocol number for 
 FAMILY_IPV4 = 0x01  # RFC 8656 §18.12
 FAMILY_IPV6 = 0x02
 CHANNEL_REBIND_COOLDOWN = 300  # RFC 8656 §12: 5 minutes before a number/peer is reused
+RESERVATION_LIFETIME = 30  # RFC 8656 §7.2: a reserved port is held about 30 seconds
+RESERVATION_TOKEN_SIZE = 8  # RFC 8656 §18.9
 MAX_CACHED_RESPONSES = 65_536  # bound on the retransmission cache
 
 REASONS: dict[int, str] = {
@@ -252,6 +262,10 @@ class Server:
         self._chan_out: dict[tuple[Addr, int], tuple[Addr, Addr]] = {}
         self._chan_in: dict[tuple[Addr, Addr], tuple[Addr, bytes]] = {}
         self._tx_cache: OrderedDict[tuple[Addr, bytes], tuple[float, bytes]] = OrderedDict()
+        self._reservations: OrderedDict[bytes, tuple[float, int]] = OrderedDict()
+        self._channel_max = (
+            LEGACY_CHANNEL_NUMBER_MAX if config.legacy_channel_numbers else CHANNEL_NUMBER_MAX
+        )
         self._timers: list[tuple[float, int, Addr]] = []
         self._timer_seq = 0
         self._transmits: deque[Transmit] = deque()
@@ -326,6 +340,12 @@ class Server:
             if expires > now:
                 break
             del self._tx_cache[key]
+        while self._reservations:
+            token, (expires, port) = next(iter(self._reservations.items()))
+            if expires > now:
+                break
+            del self._reservations[token]
+            self._ports.discard(port)
 
     def relay_bind_failed(self, relay: Addr, now: float) -> None:
         """The shell could not bind ``relay``: delete its allocation, answer 508 instead."""
@@ -371,13 +391,16 @@ class Server:
     def poll_timeout(self) -> float | None:
         """When :meth:`handle_timeout` should next be called, or ``None`` (nothing pending)."""
         deadline = self._timers[0][0] if self._timers else None
-        if self._tx_cache:
-            expires = next(iter(self._tx_cache.values()))[0]
-            deadline = expires if deadline is None else min(deadline, expires)
+        for table in (self._tx_cache, self._reservations):
+            if table:
+                expires = next(iter(table.values()))[0]
+                deadline = expires if deadline is None else min(deadline, expires)
         return deadline
 
     # -- fast paths (no allocation of message objects, no logging) -----------
-    def channel_to_peer(self, data: bytes, source: Addr) -> tuple[Addr, Addr, memoryview] | None:
+    def channel_to_peer(
+        self, data: bytes | memoryview, source: Addr
+    ) -> tuple[Addr, Addr, memoryview] | None:
         """ChannelData from a client: ``(relay, peer, payload)`` to send, or ``None`` to drop.
 
         ``None`` when the channel is not bound for ``source``, the permission is
@@ -391,9 +414,12 @@ class Server:
         end = 4 + ((data[2] << 8) | data[3])
         if end > len(data):
             return None
-        return route[0], route[1], memoryview(data)[4:end]
+        view = data if type(data) is memoryview else memoryview(data)
+        return route[0], route[1], view[4:end]
 
-    def peer_to_client(self, relay: Addr, data: bytes, peer: Addr) -> tuple[Addr, bytes] | None:
+    def peer_to_client(
+        self, relay: Addr, data: bytes | memoryview, peer: Addr
+    ) -> tuple[Addr, bytes] | None:
         """A datagram from ``peer`` on ``relay``: ``(client, channeldata_bytes)`` when a
         channel is bound for that peer, else ``None`` (then call
         :meth:`handle_peer_datagram` for the Data-indication path)."""
@@ -423,6 +449,7 @@ class Server:
             + len(self._chan_out)
             + len(self._chan_in)
             + len(self._tx_cache)
+            + len(self._reservations)
             + len(self._timers)
             + sum(
                 len(a.permissions) + len(a.channels) + len(a.cooldown)
@@ -560,15 +587,14 @@ class Server:
             raise _Reply(442)
         requested = message.get_int(Attr.REQUESTED_ADDRESS_FAMILY)
         additional = message.get_int(Attr.ADDITIONAL_ADDRESS_FAMILY)
-        token = Attr.RESERVATION_TOKEN in message.attributes
-        if token and (Attr.EVEN_PORT in message.attributes or requested is not None):
+        token = message.get_bytes(Attr.RESERVATION_TOKEN)
+        even_port = message.attributes.get(Attr.EVEN_PORT)  # None, or the R bit
+        if token is not None and (even_port is not None or requested is not None):
             raise _Reply(400)
         if requested is not None and additional is not None:
             raise _Reply(400)
         if additional is not None and additional != FAMILY_IPV6:
             raise _Reply(400)
-        if token:
-            raise _Reply(508)  # we never hand out reservations
         family = {None: 4, FAMILY_IPV4: 4, FAMILY_IPV6: 6}.get(requested)
         if family is None or self._relay_ip[family] is None:
             raise _Reply(440)
@@ -583,9 +609,24 @@ class Server:
             raise _Reply(486)
         if len(self._allocations) >= config.max_allocations_total:
             raise _Reply(508)
-        port = self._pick_port(even=Attr.EVEN_PORT in message.attributes)
-        if port is None:
-            raise _Reply(508)
+        new_token: bytes | None = None
+        if token is not None:
+            reserved = self._reservations.pop(token, None)
+            if reserved is not None and reserved[0] <= now:
+                self._ports.discard(reserved[1])
+                reserved = None
+            if reserved is None:
+                raise _Reply(508)  # RFC 8656 §7.2: unknown or expired token
+            port = reserved[1]
+        else:
+            picked = self._pick_port(even=even_port is not None, pair=even_port is True)
+            if picked is None:
+                raise _Reply(508)
+            port = picked
+            if even_port is True:
+                new_token = self._rng.getrandbits(64).to_bytes(RESERVATION_TOKEN_SIZE, "big")
+                self._reservations[new_token] = (now + RESERVATION_LIFETIME, port + 1)
+                self._ports.add(port + 1)
         lifetime = self._lifetime(message.get_int(Attr.LIFETIME))
         allocation = _Allocation(
             id=AllocationId(self._next_id),
@@ -618,27 +659,36 @@ class Server:
         attrs[Attr.XOR_MAPPED_ADDRESS] = _canonical(source)
         if address_error is not None:
             attrs[Attr.ADDRESS_ERROR_CODE] = address_error
+        if new_token is not None:
+            attrs[Attr.RESERVATION_TOKEN] = new_token
         allocation.pending_response = self._send_success(
             source, message, attrs, auth, response=response, cache=now
         )
         _log.debug("allocation created", extra={"allocation": allocation.id, "port": port})
 
-    def _pick_port(self, *, even: bool) -> int | None:
+    def _pick_port(self, *, even: bool, pair: bool = False) -> int | None:
+        """A random free port (even when asked; with ``pair`` also port+1 free)."""
         low, high = self._config.relay_port_min, self._config.relay_port_max
+        if pair:
+            high -= 1
         step = 2 if even else 1
         if even and low % 2:
             low += 1
         count = (high - low) // step + 1
         if count <= 0:
             return None
+
+        def free(port: int) -> bool:
+            return port not in self._ports and not (pair and port + 1 in self._ports)
+
         for _ in range(16):
             port = low + step * self._rng.randrange(count)
-            if port not in self._ports:
+            if free(port):
                 return port
         start = self._rng.randrange(count)
         for offset in range(count):
             port = low + step * ((start + offset) % count)
-            if port not in self._ports:
+            if free(port):
                 return port
         return None
 
@@ -708,7 +758,7 @@ class Server:
         raw_peer = message.get_address(Attr.XOR_PEER_ADDRESS)
         if number is None or raw_peer is None:
             raise _Reply(400)
-        if not CHANNEL_NUMBER_MIN <= number <= CHANNEL_NUMBER_MAX:
+        if not CHANNEL_NUMBER_MIN <= number <= self._channel_max:
             raise _Reply(400)
         peer = self._checked_peer(raw_peer, allocation)
         bound = allocation.channels.get(number)

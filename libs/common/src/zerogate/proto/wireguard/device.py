@@ -95,6 +95,7 @@ __all__ = ["UNSET", "Device", "IPNetwork", "Keypair", "Peer"]
 _PADDING = tuple(bytes(n) for n in range(16))  # zero padding to a multiple of 16, §5.4.6
 _NONCE_PREFIX = b"\0\0\0\0"
 _TRANSPORT_TYPE_BYTES = MESSAGE_TRANSPORT.to_bytes(4, "little")
+_INF = float("inf")
 _HANDSHAKE_SIZES = frozenset((INITIATION_SIZE, RESPONSE_SIZE, COOKIE_REPLY_SIZE))
 
 
@@ -292,6 +293,10 @@ class Device:
         self._under_load = False
         self._ratelimiter = RateLimiter()
         self._random = random.Random()
+        # A lower bound of every peer's timer deadlines (inf: none). Setting a
+        # deadline lowers it in O(1); handle_timeout recomputes it exactly. So
+        # poll_timeout is O(1) and at worst wakes the shell early, never late.
+        self._hint = _INF
         self._set_static(_check_key("private key", private_key))
         self._cookies = CookieChecker(noise.cookie_key(self._public_key), now)
 
@@ -482,9 +487,13 @@ class Device:
         # timers: data sent, any authenticated packet sent / traversal
         if peer._t_new_handshake is None:
             peer._t_new_handshake = now + NEW_HANDSHAKE_TIMEOUT
+            if peer._t_new_handshake < self._hint:
+                self._hint = peer._t_new_handshake
         peer._t_keepalive = None
         if peer._persistent_keepalive:
             peer._t_persistent = now + peer._persistent_keepalive
+            if peer._t_persistent < self._hint:
+                self._hint = peer._t_persistent
         # keep the key fresh (wireguard-go keepKeyFreshSending): any side after
         # REKEY_AFTER_MESSAGES, the initiator after REKEY_AFTER_TIME
         if counter >= REKEY_AFTER_MESSAGES or (
@@ -540,6 +549,8 @@ class Device:
         peer._t_new_handshake = None
         if peer._persistent_keepalive:
             peer._t_persistent = now + peer._persistent_keepalive
+            if peer._t_persistent < self._hint:
+                self._hint = peer._t_persistent
         current = peer._current
         if (
             current is not None
@@ -554,6 +565,8 @@ class Device:
         # data received
         if peer._t_keepalive is None:
             peer._t_keepalive = now + KEEPALIVE_TIMEOUT
+            if peer._t_keepalive < self._hint:
+                self._hint = peer._t_keepalive
         else:
             peer._need_another_keepalive = True
         # cryptokey routing: the inner source must be one of the peer's AllowedIPs
@@ -650,6 +663,7 @@ class Device:
         peer._t_keepalive = None
         if peer._persistent_keepalive:
             peer._t_persistent = now + peer._persistent_keepalive
+            self._lower_hint(peer._t_persistent)
         self._queue(peer, response)
 
     def _consume_response(self, data: bytes, source: Endpoint, now: float) -> None:
@@ -676,6 +690,7 @@ class Device:
         peer._t_new_handshake = None
         if peer._persistent_keepalive:
             peer._t_persistent = now + peer._persistent_keepalive
+            self._lower_hint(peer._t_persistent)
         self._handshake_complete(peer, now)
         self._send_keepalive(peer, now)  # confirms the session to the responder
 
@@ -743,10 +758,12 @@ class Device:
         # timers: traversal, sent, handshake initiated
         if peer._persistent_keepalive:
             peer._t_persistent = now + peer._persistent_keepalive
+            self._lower_hint(peer._t_persistent)
         peer._t_keepalive = None
         peer._t_retransmit = (
             now + REKEY_TIMEOUT + self._random.uniform(0.0, REKEY_TIMEOUT_JITTER_MAX)
         )
+        self._lower_hint(peer._t_retransmit)
         self._queue(peer, data)
 
     def _begin_session(self, peer: Peer, kp: Keypair, now: float) -> None:
@@ -769,6 +786,7 @@ class Device:
             peer._previous = None
         self._keypairs[kp.local_index] = kp
         peer._t_zero_keys = now + ZERO_KEYS_AFTER  # timersSessionDerived
+        self._lower_hint(peer._t_zero_keys)
 
     def _confirm_next(self, peer: Peer, now: float) -> None:
         """The initiator used our ``next`` keypair: it becomes current."""
@@ -828,9 +846,13 @@ class Device:
         )
         if packet and peer._t_new_handshake is None:
             peer._t_new_handshake = now + NEW_HANDSHAKE_TIMEOUT
+            if peer._t_new_handshake < self._hint:
+                self._hint = peer._t_new_handshake
         peer._t_keepalive = None
         if peer._persistent_keepalive:
             peer._t_persistent = now + peer._persistent_keepalive
+            if peer._t_persistent < self._hint:
+                self._hint = peer._t_persistent
         return data
 
     def _send_keepalive(self, peer: Peer, now: float) -> None:
@@ -869,11 +891,23 @@ class Device:
         return self._events.popleft() if self._events else None
 
     def poll_timeout(self) -> float | None:
-        """The earliest timer deadline on the ``now`` clock, or None."""
-        best: float | None = None
+        """When to call :meth:`handle_timeout` next, on the ``now`` clock, or None.
+
+        Never later than the earliest timer; it may be earlier (then
+        handle_timeout finds nothing due and the next answer is exact).
+        """
+        hint = self._hint
+        return None if hint == _INF else hint
+
+    def _lower_hint(self, deadline: float) -> None:
+        if deadline < self._hint:
+            self._hint = deadline
+
+    def _earliest_deadline(self) -> float:
+        best = _INF
         for peer in self._peers.values():
             for t in peer._deadlines():
-                if t is not None and (best is None or t < best):
+                if t is not None and t < best:
                     best = t
         return best
 
@@ -891,6 +925,7 @@ class Device:
                 if peer._need_another_keepalive:
                     peer._need_another_keepalive = False
                     peer._t_keepalive = now + KEEPALIVE_TIMEOUT
+                    self._lower_hint(peer._t_keepalive)
             t = peer._t_new_handshake
             if t is not None and t <= now:
                 # sent data, heard nothing for KEEPALIVE + REKEY_TIMEOUT
@@ -904,6 +939,7 @@ class Device:
                 peer._t_persistent = None
                 if peer._persistent_keepalive:
                     self._send_keepalive(peer, now)
+        self._hint = self._earliest_deadline()
 
     def _expired_retransmit(self, peer: Peer, now: float) -> None:
         if peer._handshake_attempts >= MAX_TIMER_HANDSHAKES:
@@ -913,6 +949,7 @@ class Device:
             self._forget_handshake(peer)
             if peer._t_zero_keys is None:
                 peer._t_zero_keys = now + ZERO_KEYS_AFTER
+                self._lower_hint(peer._t_zero_keys)
             self._events.append(HandshakeTimedOut(peer._public_key))
             return
         peer._handshake_attempts += 1

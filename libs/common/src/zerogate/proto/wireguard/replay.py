@@ -1,51 +1,59 @@
 """Anti-replay sliding window (RFC 6479; wireguard-go replay/replay.go).
 
-wireguard-go keeps a ring of 128 blocks of 64 bits and accepts a counter
-``c`` when ``c < limit``, ``last - c <= 8128`` (``(128 - 1) * 64``) and ``c`` has
-not been seen. We keep the same acceptance rule with one Python int as the
-bitmap: bit ``i`` stands for counter ``last - i``. Moving the window forward is
-a shift; counters older than the window fall off the top.
+A ring of 128 blocks of 64 bits; one block is kept spare so the window is
+``(128 - 1) * 64 = 8128`` counters. A counter ``c`` is accepted when
+``c < limit``, it is not older than ``last - 8128``, and its bit is not set.
+Moving forward clears the blocks the window slides over. Blocks are small
+Python ints, so the common in-order case touches one list slot.
 """
 
 from __future__ import annotations
 
-from zerogate.proto.wireguard.constants import REJECT_AFTER_MESSAGES, REPLAY_WINDOW_SIZE
+from zerogate.proto.wireguard.constants import (
+    REJECT_AFTER_MESSAGES,
+    REPLAY_BLOCK_BITS,
+    REPLAY_RING_BLOCKS,
+    REPLAY_WINDOW_SIZE,
+)
 
-_WINDOW_MASK = (1 << (REPLAY_WINDOW_SIZE + 1)) - 1
+_BLOCK_SHIFT = REPLAY_BLOCK_BITS.bit_length() - 1  # 6
+_BIT_MASK = REPLAY_BLOCK_BITS - 1  # 63
+_RING_MASK = REPLAY_RING_BLOCKS - 1  # 127
 
 
 class ReplayWindow:
     """Accepts each counter at most once, and none older than the window."""
 
-    __slots__ = ("_bitmap", "_last")
+    __slots__ = ("_last", "_ring")
 
     def __init__(self) -> None:
         self._last = 0
-        self._bitmap = 0
+        self._ring = [0] * REPLAY_RING_BLOCKS
 
     def reset(self) -> None:
         self._last = 0
-        self._bitmap = 0
+        self._ring = [0] * REPLAY_RING_BLOCKS
 
     def check(self, counter: int, limit: int = REJECT_AFTER_MESSAGES) -> bool:
         """Return True (and remember ``counter``) if it is fresh, else False."""
         if counter >= limit:
             return False
+        ring = self._ring
+        block = counter >> _BLOCK_SHIFT
         last = self._last
         if counter > last:
-            shift = counter - last
-            if shift > REPLAY_WINDOW_SIZE:
-                self._bitmap = 1
-            else:
-                self._bitmap = ((self._bitmap << shift) | 1) & _WINDOW_MASK
+            current = last >> _BLOCK_SHIFT
+            if block != current:
+                diff = min(block - current, REPLAY_RING_BLOCKS)
+                for i in range(current + 1, current + 1 + diff):
+                    ring[i & _RING_MASK] = 0
             self._last = counter
-            return True
-        offset = last - counter
-        if offset > REPLAY_WINDOW_SIZE:
+        elif last - counter > REPLAY_WINDOW_SIZE:
             return False
-        bit = 1 << offset
-        bitmap = self._bitmap
-        if bitmap & bit:
+        slot = block & _RING_MASK
+        bit = 1 << (counter & _BIT_MASK)
+        old = ring[slot]
+        if old & bit:
             return False
-        self._bitmap = bitmap | bit
+        ring[slot] = old | bit
         return True

@@ -14,6 +14,7 @@ from zerogate.api.events import Publisher, unit_of_work
 from zerogate.api.groups import repository
 from zerogate.api.groups.schemas import GroupCreate, GroupPublic, GroupUpdate, MembersPublic
 from zerogate.api.pagination import Page, PageParams, build_page
+from zerogate.api.policies import repository as policies
 
 
 def public(row: Any) -> GroupPublic:
@@ -62,7 +63,28 @@ async def delete_group(
 ) -> None:
     async with unit_of_work(pool, publisher) as uow:
         _static(await _group(uow.conn, principal, group_id), "be deleted")
+        members = await repository.member_ids(uow.conn, group_id)
+        cascaded = await policies.policies_of(uow.conn, principal.account_id, group_id=group_id)
         await repository.delete_group(uow.conn, principal.account_id, group_id)
+        # The cascade ends access through the group's policies and memberships:
+        # announce those too, so subscribers keyed by policy or actor react.
+        for row in cascaded:
+            uow.emit(
+                "policy",
+                "deleted",
+                principal.account_id,
+                policy_id=row["id"],
+                group_id=group_id,
+                resource_id=row["resource_id"],
+            )
+        if members:
+            uow.emit(
+                "membership",
+                "removed",
+                principal.account_id,
+                group_id=group_id,
+                actor_ids=tuple(members),
+            )
         uow.emit("group", "deleted", principal.account_id, group_id=group_id)
 
 

@@ -171,3 +171,24 @@ async def delete_policy(conn: Connection, account_id: uuid.UUID, policy_id: uuid
         account_id,
         policy_id,
     )
+
+
+async def policies_of(
+    conn: Connection,
+    account_id: uuid.UUID,
+    *,
+    group_id: uuid.UUID | None = None,
+    resource_id: uuid.UUID | None = None,
+) -> list[Any]:
+    """Every policy of a group or of a resource (what a cascade will delete)."""
+    return list(
+        await conn.fetch(
+            f"""SELECT {_COLUMNS} FROM policies
+                 WHERE account_id = $1 AND ($2::uuid IS NULL OR group_id = $2)
+                   AND ($3::uuid IS NULL OR resource_id = $3)
+                 ORDER BY id""",
+            account_id,
+            group_id,
+            resource_id,
+        )
+    )

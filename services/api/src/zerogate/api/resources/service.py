@@ -11,6 +11,7 @@ from zerogate.api.engine.addresses import normalize_address, validate_filters
 from zerogate.api.errors import Conflict, Invalid, not_found
 from zerogate.api.events import Publisher, unit_of_work
 from zerogate.api.pagination import Page, PageParams, build_page
+from zerogate.api.policies import repository as policies
 from zerogate.api.resources import repository
 from zerogate.api.resources.schemas import ResourceCreate, ResourcePublic, ResourceUpdate
 from zerogate.api.sites import repository as sites
@@ -119,9 +120,21 @@ async def delete_resource(
     pool: Pool, publisher: Publisher | None, principal: Principal, resource_id: uuid.UUID
 ) -> None:
     async with unit_of_work(pool, publisher) as uow:
+        cascaded = await policies.policies_of(
+            uow.conn, principal.account_id, resource_id=resource_id
+        )
         row = await repository.delete_resource(uow.conn, principal.account_id, resource_id)
         if row is None:
             raise not_found("resource")
+        for policy in cascaded:
+            uow.emit(
+                "policy",
+                "deleted",
+                principal.account_id,
+                policy_id=policy["id"],
+                group_id=policy["group_id"],
+                resource_id=resource_id,
+            )
         uow.emit(
             "resource",
             "deleted",

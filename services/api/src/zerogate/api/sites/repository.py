@@ -9,7 +9,20 @@ import uuid
 from typing import Any
 
 from zerogate.api.db import Connection
+from zerogate.api.devices import site_gateways, upsert_gateway
 from zerogate.api.pagination import PageParams, keyset_clause
+
+__all__ = [
+    "count_resources",
+    "create_site",
+    "delete_site",
+    "get_site",
+    "list_gateways",
+    "list_sites",
+    "rename_site",
+    "site_gateways",
+    "upsert_gateway",
+]
 
 _COLUMNS = "id, account_id, name, created_at, updated_at"
 _GATEWAY_COLUMNS = (

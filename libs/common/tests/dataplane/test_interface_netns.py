@@ -1,0 +1,163 @@
+"""Two ``zerogate-wg up`` interfaces in two namespaces, driven from outside like an
+operator would: wg-quick files, the stock ``wg`` tool, signals, real traffic.
+
+Underlay (veth):  a 10.211.0.1/24 :51830  <->  b 10.211.0.2/24 :51831
+Tunnel:           a 10.98.0.1, fd00:98::1  <->  b 10.98.0.2, fd00:98::2
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from zerogate.common.testing.netlab import (
+    Namespace,
+    NetLab,
+    WgInterface,
+    WgInterfaceConfig,
+    WgPeerConfig,
+    lab_unavailable_reason,
+    start_zerogate_wg,
+    tcp_transfer,
+    wg_keypair,
+)
+
+if lab_unavailable_reason() is not None:
+    pytest.skip(lab_unavailable_reason() or "", allow_module_level=True)
+if shutil.which("wg") is None:
+    pytest.skip("wg (wireguard-tools) is not installed", allow_module_level=True)
+
+pytestmark = [pytest.mark.netns]
+
+A_UNDER, B_UNDER = "10.211.0.1", "10.211.0.2"
+A_PORT, B_PORT = 51830, 51831
+A4, B4, A6, B6 = "10.98.0.1", "10.98.0.2", "fd00:98::1", "fd00:98::2"
+MTU = 1420
+MB = 1000 * 1000
+
+# `zerogate-wg up [options] CONFIG`: the lab appends "up CONFIG" to a command;
+# this one puts our option between them.
+PLAIN_COMMAND = [
+    sys.executable,
+    "-c",
+    "import sys; from zerogate.dataplane.cli import main; "
+    "sys.exit(main(['up', '--no-offload', sys.argv[2]]))",
+]
+
+
+@dataclass
+class Pair:
+    lab: NetLab
+    a_ns: Namespace
+    b_ns: Namespace
+    a: WgInterface
+    b: WgInterface
+
+
+def build_pair(lab: NetLab, *, plain: bool = False) -> Pair:
+    a_ns, b_ns = lab.namespace("a"), lab.namespace("b")
+    lab.link(a_ns, b_ns, [f"{A_UNDER}/24"], [f"{B_UNDER}/24"])
+    a_keys, b_keys = wg_keypair(), wg_keypair()
+    a_cfg = WgInterfaceConfig(
+        private_key=a_keys.private,
+        addresses=(f"{A4}/24", f"{A6}/64"),
+        listen_port=A_PORT,
+        mtu=MTU,
+        peers=(
+            WgPeerConfig(
+                public_key=b_keys.public,
+                allowed_ips=(f"{B4}/32", f"{B6}/128"),
+                endpoint=f"{B_UNDER}:{B_PORT}",
+            ),
+        ),
+    )
+    # b does not know a's endpoint: it learns it from a's first handshake
+    b_cfg = WgInterfaceConfig(
+        private_key=b_keys.private,
+        addresses=(f"{B4}/24", f"{B6}/64"),
+        listen_port=B_PORT,
+        mtu=MTU,
+        peers=(WgPeerConfig(public_key=a_keys.public, allowed_ips=(f"{A4}/32", f"{A6}/128")),),
+    )
+    command = PLAIN_COMMAND if plain else None
+    a = start_zerogate_wg(a_ns, a_cfg, command=command)
+    b = start_zerogate_wg(b_ns, b_cfg, command=command)
+    return Pair(lab, a_ns, b_ns, a, b)
+
+
+@pytest.fixture
+def lab() -> Iterator[NetLab]:
+    with NetLab() as lab:
+        yield lab
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["offload", "plain"])
+def test_tunnel_carries_ping_and_tcp_in_both_families(lab: NetLab, plain: bool) -> None:
+    pair = build_pair(lab, plain=plain)
+    assert pair.a_ns.ping(B4, count=3, timeout=3)
+    assert pair.b_ns.ping(A6, count=3, timeout=3)
+    for sender, receiver, address, size in (
+        (pair.a_ns, pair.b_ns, B4, 30 * MB),
+        (pair.b_ns, pair.a_ns, A4, 10 * MB),
+        (pair.a_ns, pair.b_ns, B6, 10 * MB),
+    ):
+        result = tcp_transfer(sender, receiver, address, 5201, size, timeout=60)
+        assert result.intact, result
+    a_dump, b_dump = pair.a.dump(), pair.b.dump()
+    assert a_dump.listen_port == A_PORT
+    peer_b = a_dump.peer(pair.b.public_key)
+    peer_a = b_dump.peer(pair.a.public_key)
+    assert peer_b is not None
+    assert peer_a is not None
+    assert peer_b.latest_handshake > 0
+    assert peer_b.endpoint == f"{B_UNDER}:{B_PORT}"
+    assert peer_a.endpoint == f"{A_UNDER}:{A_PORT}"  # learned from the handshake
+    assert set(peer_b.allowed_ips) == {f"{B4}/32", f"{B6}/128"}
+    assert peer_b.tx_bytes > 40 * MB
+    assert peer_a.rx_bytes > 40 * MB
+
+
+def test_wg_set_removes_and_adds_a_peer(lab: NetLab) -> None:
+    pair = build_pair(lab)
+    assert pair.a_ns.ping(B4, count=3, timeout=3)
+    pair.a.wg_set("peer", pair.b.public_key, "remove")
+    assert pair.a.dump().peers == ()
+    assert not pair.a_ns.ping(B4, count=2, timeout=1)
+    pair.a.wg_set(
+        "peer",
+        pair.b.public_key,
+        "allowed-ips",
+        f"{B4}/32,{B6}/128",
+        "endpoint",
+        f"{B_UNDER}:{B_PORT}",
+        "persistent-keepalive",
+        "25",
+    )
+    assert pair.a_ns.ping(B4, count=5, timeout=5)
+    peer = pair.a.dump().peer(pair.b.public_key)
+    assert peer is not None
+    assert peer.persistent_keepalive == 25
+
+
+def test_listen_port_change_is_followed_by_the_peer(lab: NetLab) -> None:
+    pair = build_pair(lab)
+    assert pair.a_ns.ping(B4, count=3, timeout=3)
+    pair.a.wg_set("listen-port", "51839")
+    assert pair.a.dump().listen_port == 51839
+    assert pair.a_ns.ping(B4, count=5, timeout=5)
+    peer_a = pair.b.dump().peer(pair.a.public_key)
+    assert peer_a is not None
+    assert peer_a.endpoint == f"{A_UNDER}:51839"  # roaming, whitepaper §2.1
+
+
+def test_sigterm_removes_the_interface_and_its_socket(lab: NetLab) -> None:
+    pair = build_pair(lab)
+    assert pair.a.uapi_path.exists()
+    assert pair.a_ns.link_exists(pair.a.ifname)
+    assert pair.a.stop() == 0
+    assert not pair.a.uapi_path.exists()
+    assert not pair.a_ns.link_exists(pair.a.ifname)

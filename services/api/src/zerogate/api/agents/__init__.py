@@ -1,0 +1,1 @@
+"""What the agents' connections need from the database (the bus side of the api)."""
