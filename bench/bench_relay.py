@@ -55,7 +55,12 @@ class Result:
 
 
 def _measure(
-    server: str, pid: int, port: int, peer: TurnPeer, load: tuple[int, int, int]
+    server: str,
+    pid: int,
+    port: int,
+    peer: TurnPeer,
+    load: tuple[int, int, int],
+    mode: list[str],
 ) -> Result:
     allocations, size, count = load
     samples: list[tuple[float, float]] = []
@@ -65,6 +70,7 @@ def _measure(
             samples.append((now, cpu_seconds(pid)))
 
     args = [
+        *mode,
         "-c",  # one allocation per client, no RTCP
         "-W", SECRET,
         "-u", "bench",
@@ -95,36 +101,63 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _start_ours(python_args: list[str], channels: bool) -> RelayProcess | None:
+    relay = RelayProcess(
+        secret=SECRET,
+        realm=REALM,
+        allow_peers=["127.0.0.1/32"],
+        relay_ports=400,
+        python_args=python_args,
+        extra_args=["--rfc5766-channel-numbers"] if channels else [],
+    )
+    try:
+        relay.start()
+    except RuntimeError as exc:
+        print(f"our relay did not start: {str(exc).strip().splitlines()[-1]}")
+        return None
+    return relay
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="two short loads only")
     parser.add_argument("--profile", action="store_true", help="cProfile our relay")
+    parser.add_argument(
+        "--indications", action="store_true", help="Send/Data indications instead of channels"
+    )
     args = parser.parse_args()
     loads = QUICK_LOADS if args.quick else LOADS
     results: list[Result] = []
     profile_path = None
+    python_args: list[str] = []
+    if args.profile:
+        fd, profile_path = tempfile.mkstemp(prefix="zg-relay-", suffix=".prof")
+        os.close(fd)
+        python_args = ["-m", "cProfile", "-o", profile_path]
     started = time.monotonic()
     with TurnPeer("127.0.0.1") as peer:
-        with Coturn(secret=SECRET, realm=REALM, relay_ports=400) as coturn:
-            for load in loads:
-                results.append(_measure("coturn", coturn.pid, coturn.port, peer, load))
-        python_args: list[str] = []
-        if args.profile:
-            fd, profile_path = tempfile.mkstemp(prefix="zg-relay-", suffix=".prof")
-            os.close(fd)
-            python_args = ["-m", "cProfile", "-o", profile_path]
-        relay = RelayProcess(
-            secret=SECRET,
-            realm=REALM,
-            allow_peers=["127.0.0.1/32"],
-            relay_ports=400,
-            python_args=python_args,
-        )
-        with relay:
-            for load in loads:
-                results.append(_measure("zerogate", relay.pid, relay.port, peer, load))
+        # coturn 4.6's uclient binds channels in the RFC 5766 range, which our relay
+        # accepts only with --rfc5766-channel-numbers; without it, compare indications.
+        channels = not args.indications
+        relay = _start_ours(python_args, channels)
+        if relay is None and channels:
+            print("falling back to Send/Data indications for both servers")
+            channels = False
+            relay = _start_ours(python_args, channels)
+        mode = [] if channels else ["-s"]
+        try:
+            with Coturn(secret=SECRET, realm=REALM, relay_ports=400) as coturn:
+                for load in loads:
+                    results.append(_measure("coturn", coturn.pid, coturn.port, peer, load, mode))
+            if relay is not None:
+                for load in loads:
+                    results.append(_measure("zerogate", relay.pid, relay.port, peer, load, mode))
+        finally:
+            if relay is not None:
+                relay.stop()
 
-    print(f"relay bench on {os.cpu_count()} CPUs, loopback, channels, uclient -z 0")
+    how = "channels" if channels else "Send/Data indications"
+    print(f"relay bench on {os.cpu_count()} CPUs, loopback, {how}, uclient -z 0 -c")
     print(
         f"{'server':<9} {'allocs':>6} {'bytes':>5} {'pkts/s':>9} {'Mbit/s':>8} "
         f"{'loss %':>7} {'CPU %':>6}  ratio(pkts/s)"

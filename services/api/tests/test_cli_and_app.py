@@ -70,6 +70,31 @@ async def test_bootstrap_rejects_bad_input_and_bad_settings(database_url):
     assert code == 2
 
 
+async def test_unreachable_database_is_a_clear_error():
+    env = {"ZG_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nothing"}
+    for command in (["migrate"], ["bootstrap", "--account-slug", "abc", "--email", "a@b.c"]):
+        code, out, err = await _cli(*command, env=env)
+        assert code == 1
+        assert out == ""
+        assert "ZG_DATABASE_URL" in err
+        assert "Traceback" not in err
+
+
+async def test_concurrent_bootstraps_of_one_slug_create_one_account(api_pool):
+    from zerogate.api.accounts.service import bootstrap_account
+    from zerogate.api.errors import Conflict
+
+    slug = f"race-{uuid.uuid4().hex[:8]}"
+    results = await asyncio.gather(
+        *(bootstrap_account(api_pool, slug=slug, email=f"a{i}@x.test") for i in range(4)),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+    assert all(isinstance(r, Conflict) for r in results if isinstance(r, BaseException))
+    async with api_pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM accounts WHERE slug = $1", slug) == 1
+
+
 async def test_migrate_and_help(database_url):
     code, out, _ = await _cli("migrate", env={"ZG_DATABASE_URL": database_url})
     assert code == 0

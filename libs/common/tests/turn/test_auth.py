@@ -186,3 +186,65 @@ def test_wrong_credentials_on_an_existing_allocation_get_441(harness):
     response, _ = intruder.request(Method.REFRESH, {Attr.LIFETIME: 0})
     assert harness.code(response) == 441
     assert harness.server.stats().allocations == 1
+
+
+def _rest_allocate(server, username, password, now):
+    """Challenge, then a signed Allocate; returns the final error code or 200."""
+    source = ("192.0.2.50", 5000)
+    probe = stun.Message(Method.ALLOCATE, MessageClass.REQUEST, b"p" * 12, {})
+    server.handle_client_datagram(stun.encode(probe), source, now)
+    nonce = stun.decode(server.poll_transmit().data).get_str(Attr.NONCE)
+    request = stun.Message(
+        Method.ALLOCATE,
+        MessageClass.REQUEST,
+        b"q" * 12,
+        {
+            Attr.REQUESTED_TRANSPORT: 17,
+            Attr.USERNAME: username,
+            Attr.REALM: REALM,
+            Attr.NONCE: nonce,
+        },
+    )
+    key = long_term_key(username, REALM, password)
+    server.handle_client_datagram(stun.encode(request, key=key), source, now)
+    response = stun.decode(server.poll_transmit().data)
+    error = response.error_code()
+    return 200 if error is None else error.code
+
+
+def _rest_server(now, **kwargs):
+    from zerogate.proto.turn import Server, ServerConfig
+
+    config = ServerConfig(
+        realm=REALM,
+        nonce_secret=b"n" * 32,
+        auth_secret=AUTH_SECRET,
+        relay_addresses_v4=["198.51.100.10"],
+    )
+    return Server(config, now=now, **kwargs)
+
+
+def test_without_unix_now_a_monotonic_clock_refuses_rest_usernames(caplog):
+    username, password = rest_api_credentials(AUTH_SECRET, "d", UNIX_T0 + 3600)
+    expired = rest_api_credentials(AUTH_SECRET, "d", UNIX_T0 - 3600)
+    server = _rest_server(50.0)  # a monotonic clock, no unix_now
+    assert "unix_now" in caplog.text
+    assert _rest_allocate(server, *expired, 50.0) == 401
+    assert _rest_allocate(server, username, password, 50.0) == 401
+
+
+def test_unix_clock_as_now_checks_rest_expiry():
+    username, password = rest_api_credentials(AUTH_SECRET, "d", UNIX_T0 + 3600)
+    expired = rest_api_credentials(AUTH_SECRET, "d", UNIX_T0 - 3600)
+    server = _rest_server(float(UNIX_T0))
+    assert _rest_allocate(server, *expired, float(UNIX_T0)) == 401
+    assert _rest_allocate(server, username, password, float(UNIX_T0)) == 200
+
+
+def test_unix_now_maps_a_monotonic_clock_to_wall_time():
+    username, password = rest_api_credentials(AUTH_SECRET, "d", UNIX_T0 + 10)
+    server = _rest_server(50.0, unix_now=float(UNIX_T0))
+    assert server.unix_time(60.0) == UNIX_T0 + 10
+    assert _rest_allocate(server, username, password, 59.0) == 200
+    late = _rest_server(50.0, unix_now=float(UNIX_T0))
+    assert _rest_allocate(late, username, password, 61.0) == 401

@@ -107,7 +107,7 @@ def test_decode_random_bytes(data: bytes) -> None:
     st.data(),
 )
 def test_any_body_of_the_right_size_round_trips(
-    cls_size: tuple[type, int], data: st.DataObject
+    cls_size: tuple[type[Initiation | Response | CookieReply], int], data: st.DataObject
 ) -> None:
     cls, size = cls_size
     body = data.draw(st.binary(min_size=size - 4, max_size=size - 4))

@@ -126,3 +126,17 @@ def test_lookup_matches_a_linear_scan(
         matching = [n for n in latest if addr in n]
         want = latest[max(matching, key=lambda n: n.prefixlen)] if matching else None
         assert table.lookup(4, a) == want
+
+
+def test_add_peer_twice_updates_only_what_is_given() -> None:
+    dev, (p1,) = _device_with_peers(1)
+    psk = bytes(range(32))
+    dev.update_peer(p1, preshared_key=psk, allowed_ips=[net("10.0.0.0/24")], now=NOW0)
+    same = dev.add_peer(p1, allowed_ips=[net("10.0.1.0/24")], now=NOW0)
+    assert same is dev.peers[p1]
+    assert same.preshared_key == psk
+    assert same.endpoint == ("192.0.2.1", 51820)
+    assert same.allowed_ips == [net("10.0.0.0/24"), net("10.0.1.0/24")]
+    dev.update_peer(p1, preshared_key=None, endpoint=None, now=NOW0)
+    assert same.preshared_key is None
+    assert same.endpoint is None

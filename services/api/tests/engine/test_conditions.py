@@ -81,3 +81,14 @@ def test_conditions_refused(raw, fragment):
     with pytest.raises(EngineValidationError) as info:
         parse_conditions(raw)
     assert fragment.lower() in str(info.value).lower()
+
+
+def test_bounded_sizes():
+    many_windows = [f"M/{h:02d}:00-{h:02d}:30/UTC" for h in range(24)] * 3
+    with pytest.raises(EngineValidationError, match="at most 64"):
+        parse_conditions([cond("current_time", "is_in_day_of_week_time_ranges", *many_windows)])
+    ranges = ",".join(
+        f"{m // 60:02d}:{m % 60:02d}-{m // 60:02d}:{m % 60 + 1:02d}" for m in range(0, 49 * 20, 20)
+    )
+    with pytest.raises(EngineValidationError, match="at most 48"):
+        parse_conditions([cond("current_time", "is_in_day_of_week_time_ranges", f"M/{ranges}/UTC")])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -390,3 +391,26 @@ def test_windows_with_dst_agree_with_the_wall_clock_outside_repeated_hours(value
     windows = WeeklyWindows([parse_time_window(v) for v in values])
     expected = any(_inside_by_wall_clock(v, now) for v in values)
     assert (windows.current_end(now) is not None) is expected
+
+
+def _glob_oracle(pattern: str, text: str) -> bool:
+    regex = "".join({"*": ".*", "?": "."}.get(ch, re.escape(ch)) for ch in pattern)
+    return re.fullmatch(regex, text, flags=re.DOTALL) is not None
+
+
+@FUZZ
+@given(st.text(alphabet="ab*?", max_size=8), st.text(alphabet="ab", min_size=1, max_size=8))
+def test_label_wildcards_agree_with_a_regex(label_pattern, label):
+    assume(label_pattern and "**" not in label_pattern)
+    pattern = DnsPattern.parse(f"{label_pattern}.x.example.com")
+    assert pattern.matches(f"{label}.x.example.com") is _glob_oracle(label_pattern, label)
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=60), _dns_text, _ip_text))
+def test_matcher_lookups_never_raise(query):
+    matcher = ResourceMatcher(
+        [("a", "dns", "**.example.com"), ("b", "dns", "a?.*.org"), ("c", "cidr", "10.0.0.0/8")]
+    )
+    assert matcher.match_name(query) in (None, "a", "b")
+    assert matcher.match_ip(query) in (None, "c")

@@ -2,9 +2,10 @@
 
 ::
 
-    BusError           the bus could not carry the message
-    ├── BusTimeout     no reply within the request's timeout
-    └── RemoteError    the responder answered with an error (``code``, ``detail``)
+    Unavailable (zerogate.common.errors)
+    └── BusError           the bus could not carry the message
+        └── BusTimeout     no reply within the request's timeout
+    RemoteError            the responder answered with an error (``code``, ``detail``)
 
 Every publish carries the W3C ``traceparent`` (and ``tracestate``) in NATS
 headers, inside a ``publish <subject>`` span; every handler runs inside a
@@ -33,7 +34,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, ValidationError
 
-from zerogate.common.errors import ZerogateError
+from zerogate.common.errors import Unavailable, ZerogateError
 from zerogate.common.messages import ErrorReply
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ ERROR_HEADER = "Zg-Error"
 MAX_CONCURRENT_HANDLERS = 256
 
 
-class BusError(ZerogateError):
+class BusError(Unavailable):
     default_code = "bus"
 
 
@@ -55,7 +56,9 @@ class BusTimeout(BusError):
     default_code = "timeout"
 
 
-class RemoteError(BusError):
+class RemoteError(ZerogateError):
+    """The responder answered with an error: not a bus fault, so not :class:`BusError`."""
+
     default_code = "remote"
 
 

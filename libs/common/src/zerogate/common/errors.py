@@ -7,7 +7,8 @@
     ├── NotFound             the object does not exist *for this caller*
     ├── Unauthorized         no valid credential
     ├── Forbidden            valid credential, operation not allowed
-    └── Conflict             the change clashes with existing state
+    ├── Conflict             the change clashes with existing state
+    └── Unavailable          a service this one needs is not answering (retry later)
 
 Each error has a stable ``code`` that crosses the bus (a bus handler raising
 one makes the requester's :class:`~zerogate.common.bus.RemoteError` carry the
@@ -48,3 +49,7 @@ class Forbidden(ZerogateError):
 
 class Conflict(ZerogateError):
     default_code = "conflict"
+
+
+class Unavailable(ZerogateError):
+    default_code = "unavailable"

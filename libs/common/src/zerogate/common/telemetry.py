@@ -104,18 +104,45 @@ def setup(service_name: str, *, log_level: str | None = None, logs: bool = True)
                 _provider.add_span_processor(
                     BatchSpanProcessor(JsonLinesSpanExporter(Path(traces_file)))
                 )
+            _provider.add_span_processor(_fan_out)
             trace.set_tracer_provider(_provider)
             if logs:
                 setup_logging(log_level or os.environ.get("ZG_LOG_LEVEL", "INFO"))
         return _provider
 
 
-def add_exporter(exporter: SpanExporter) -> SpanProcessor:
+class _FanOut(SpanProcessor):
+    """Exporters that can be added and removed while the process runs (tests)."""
+
+    def __init__(self) -> None:
+        self.processors: list[SpanProcessor] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for processor in list(self.processors):
+            processor.on_end(span)
+
+
+_fan_out = _FanOut()
+
+
+class ExporterHandle:
+    """Returned by :func:`add_exporter`; ``shutdown()`` detaches the exporter."""
+
+    def __init__(self, processor: SpanProcessor) -> None:
+        self._processor = processor
+
+    def shutdown(self) -> None:
+        if self._processor in _fan_out.processors:
+            _fan_out.processors.remove(self._processor)
+        self._processor.shutdown()
+
+
+def add_exporter(exporter: SpanExporter) -> ExporterHandle:
     """Send every span from now on to ``exporter`` too (tests use the in-memory one)."""
-    provider = setup("zerogate", logs=False)
+    setup("zerogate", logs=False)
     processor = SimpleSpanProcessor(exporter)
-    provider.add_span_processor(processor)
-    return processor
+    _fan_out.processors.append(processor)
+    return ExporterHandle(processor)
 
 
 def shutdown() -> None:

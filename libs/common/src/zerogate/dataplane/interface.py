@@ -29,7 +29,7 @@ from pathlib import Path
 from zerogate.dataplane import offload as gso
 from zerogate.dataplane.errors import ConfigError, DataplaneError, UapiError
 from zerogate.dataplane.paths import PeerPath
-from zerogate.dataplane.tun import DEFAULT_MTU, Tun
+from zerogate.dataplane.tun import DEFAULT_MTU, VIRTIO_NET_HDR_LEN, Tun
 from zerogate.dataplane.uapi import (
     SOCKET_DIR,
     ZERO_KEY,
@@ -249,21 +249,27 @@ class WireGuardInterface:
         now = self._clock()
         encrypt = self.device.encrypt
         offload = tun.offload
+        read_size = tun.read_size
         split = gso.split_packet
         batch: list[bytes] = []
         destination: Endpoint | None = None
         flush = self._send_batch
         for _ in range(MAX_BATCH):
             try:
-                packet = read(fd, 65546)
+                buffer = read(fd, read_size)
             except BlockingIOError:
                 break
             except OSError:
                 self.stats.tun_read_errors += 1
                 break
-            packets = split(packet) if offload else (packet,)
-            for one in packets:
-                sealed = encrypt(one, now)
+            if not offload:
+                packets: list[bytes] | tuple[bytes] = (buffer,)
+            elif buffer[0] or buffer[1]:  # checksum to finish or a super-packet to cut
+                packets = split(buffer)
+            else:
+                packets = (buffer[VIRTIO_NET_HDR_LEN:],)
+            for packet in packets:
+                sealed = encrypt(packet, now)
                 if sealed is None:
                     continue
                 dest, data = sealed

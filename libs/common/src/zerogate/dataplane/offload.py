@@ -160,113 +160,94 @@ def _segment_tcp(packet: bytearray, mss: int) -> list[bytes]:
 
 
 class TcpCoalescer:
-    """Glue runs of TCP segments into GSO super-packets for a vnet-header TUN write."""
+    """Glue runs of TCP segments into GSO super-packets for a vnet-header TUN write.
+
+    A segment joins the run before it when it belongs to the same flow (addresses
+    and ports), continues its sequence numbers, carries the same ACK number,
+    window, TCP options, header length, TOS/traffic class and TTL/hop limit,
+    has only ACK (and PSH) set, and is not longer than the run's first segment
+    (which sets ``gso_size``). A shorter segment or PSH ends the run, like the
+    kernel's own GRO (net/ipv4/tcp_offload.c).
+    """
 
     def coalesce(self, packets: list[bytes]) -> list[bytes]:
         """Return buffers ready for ``os.write`` (each with a virtio_net_hdr)."""
         out: list[bytes] = []
+        append = out.append
         run: list[bytes] = []
-        run_key: bytes = b""
-        run_next_seq = 0
-        run_mss = 0
-        run_bytes = 0
-        run_ip_len = 0
-        run_hdr_len = 0
-        for packet in packets:
-            info = _tcp_info(packet)
-            if info is None:
+        run_hl = run_t = run_mss = run_bytes = next_seq = 0
+        run_flow = run_ack = run_opts = run_ip = b""
+        from_bytes = int.from_bytes
+        for p in packets:
+            n = len(p)
+            first = p[0] if n else 0
+            if first == 0x45:
+                if n < 40 or p[9] != IPPROTO_TCP or p[6] & 0x3F or p[7] or (p[2] << 8 | p[3]) != n:
+                    t = 0
+                else:
+                    t = 20
+            elif first >> 4 == 6:
+                t = (
+                    IPV6_HEADER_LEN
+                    if n >= 60 and p[6] == IPPROTO_TCP and (p[4] << 8 | p[5]) == n - 40
+                    else 0
+                )
+            else:
+                t = 0
+            hl = t + ((p[t + 12] >> 4) << 2) if t else 0
+            if not t or hl < t + 20 or n < hl:
                 if run:
-                    out.append(_emit(run, run_ip_len, run_hdr_len, run_mss))
+                    append(_emit(run, run_t, run_hl, run_mss))
                     run = []
-                out.append(PLAIN_HEADER + packet)
+                append(PLAIN_HEADER + p)
                 continue
-            key, ip_len, header_len, seq, flags = info
-            size = len(packet) - header_len
+            flags = p[t + 13]
+            size = n - hl
+            seq = from_bytes(p[t + 4 : t + 8], "big")
+            if t == 20:
+                flow = p[12 : t + 4]
+                ip_same = p[1:2] + p[8:9]
+            else:
+                flow = p[8 : t + 4]
+                ip_same = p[0:4] + p[7:8]
             if (
                 run
-                and key == run_key
-                and seq == run_next_seq
-                and header_len == run_hdr_len
+                and seq == next_seq
+                and hl == run_hl
                 and size <= run_mss
-                and run_bytes + size <= MAX_COALESCED
+                and not flags & ~(TCP_FLAG_ACK | TCP_FLAG_PSH)
                 and len(run) < MAX_SEGMENTS
-                and _headers_match(run[0], packet, ip_len, header_len)
+                and run_bytes + size <= MAX_COALESCED
+                and flow == run_flow
+                and p[t + 8 : t + 12] == run_ack
+                and p[t + 14 : t + 16] + p[t + 20 : hl] == run_opts
+                and ip_same == run_ip
             ):
-                run.append(packet)
+                run.append(p)
                 run_bytes += size
-                run_next_seq = (seq + size) & 0xFFFFFFFF
+                next_seq = (seq + size) & 0xFFFFFFFF
                 if size < run_mss or flags & TCP_FLAG_PSH:
-                    out.append(_emit(run, run_ip_len, run_hdr_len, run_mss))
+                    append(_emit(run, run_t, run_hl, run_mss))
                     run = []
                 continue
             if run:
-                out.append(_emit(run, run_ip_len, run_hdr_len, run_mss))
+                append(_emit(run, run_t, run_hl, run_mss))
                 run = []
-            if size == 0 or flags & ~(TCP_FLAG_ACK | TCP_FLAG_PSH):
-                out.append(PLAIN_HEADER + packet)  # SYN/FIN/RST/URG/CWR, pure ACKs: alone
+            if size == 0 or flags & ~TCP_FLAG_ACK:
+                append(PLAIN_HEADER + p)  # SYN/FIN/RST/URG/CWR/PSH, pure ACKs: alone
                 continue
-            if flags & TCP_FLAG_PSH:
-                out.append(PLAIN_HEADER + packet)
-                continue
-            run = [packet]
-            run_key = key
-            run_next_seq = (seq + size) & 0xFFFFFFFF
-            run_mss = size
-            run_bytes = size
-            run_ip_len = ip_len
-            run_hdr_len = header_len
+            run = [p]
+            run_t = t
+            run_hl = hl
+            run_mss = run_bytes = size
+            next_seq = (seq + size) & 0xFFFFFFFF
+            run_flow = flow
+            run_ack = p[t + 8 : t + 12]
+            run_opts = p[t + 14 : t + 16] + p[t + 20 : hl]
+            run_ip = ip_same
         if run:
-            out.append(_emit(run, run_ip_len, run_hdr_len, run_mss))
+            append(_emit(run, run_t, run_hl, run_mss))
         return out
-
-
-def _tcp_info(packet: bytes) -> tuple[bytes, int, int, int, int] | None:
-    """(flow key, IP header length, IP+TCP header length, seq, flags) or None if not TCP."""
-    if len(packet) < 40:
-        return None
-    version = packet[0] >> 4
-    if version == 4:
-        ip_len = (packet[0] & 0x0F) * 4
-        if (
-            ip_len != 20  # IP options: never coalesce
-            or packet[9] != IPPROTO_TCP
-            or packet[6] & 0x3F
-            or packet[7]  # fragments (MF flag or offset)
-            or _U16.unpack_from(packet, 2)[0] != len(packet)
-        ):
-            return None
-        key = packet[12:20]
-    elif version == 6:
-        ip_len = IPV6_HEADER_LEN
-        if (
-            len(packet) < 60
-            or packet[6] != IPPROTO_TCP
-            or _U16.unpack_from(packet, 4)[0] != len(packet) - IPV6_HEADER_LEN
-        ):
-            return None
-        key = packet[8:40]
-    else:
-        return None
-    tcp_len = (packet[ip_len + 12] >> 4) * 4
-    header_len = ip_len + tcp_len
-    if tcp_len < 20 or len(packet) < header_len:
-        return None
-    key = key + packet[ip_len : ip_len + 4]
-    seq = _U32.unpack_from(packet, ip_len + 4)[0]
-    return key, ip_len, header_len, seq, packet[ip_len + 13]
-
-
-def _headers_match(first: bytes, packet: bytes, ip_len: int, header_len: int) -> bool:
-    """Same ACK number, window and options; same TOS/TTL (IPv4) or class/flow/hop limit (IPv6)."""
-    if first[ip_len + 8 : ip_len + 12] != packet[ip_len + 8 : ip_len + 12]:  # ack
-        return False
-    if first[ip_len + 14 : ip_len + 16] != packet[ip_len + 14 : ip_len + 16]:  # window
-        return False
-    if first[ip_len + 20 : header_len] != packet[ip_len + 20 : header_len]:  # options
-        return False
-    if ip_len == 20:
-        return first[1] == packet[1] and first[8] == packet[8]
-    return first[0:4] == packet[0:4] and first[7] == packet[7]
 
 
 def _emit(run: list[bytes], ip_len: int, header_len: int, mss: int) -> bytes:

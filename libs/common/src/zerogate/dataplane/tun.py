@@ -56,6 +56,7 @@ class Tun:
         self.name = name
         self.offload = offload
         self.tso = False
+        self.read_size = READ_SIZE
         self.ifindex: int | None = None
 
     @classmethod

@@ -25,6 +25,7 @@ from zerogate.api.actors.router import router as actors_router
 from zerogate.api.clients.router import router as clients_router
 from zerogate.api.groups.router import router as groups_router
 from zerogate.api.policies.router import router as policies_router
+from zerogate.api.relays.router import router as relays_router
 from zerogate.api.resources.router import router as resources_router
 from zerogate.api.settings import ApiSettings
 from zerogate.api.sites.router import router as sites_router
@@ -43,6 +44,7 @@ ROUTERS: Final = (
     policies_router,
     clients_router,
     tokens_router,
+    relays_router,
 )
 
 

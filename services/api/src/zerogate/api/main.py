@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 
+import asyncpg
+
 from zerogate.api import db
 from zerogate.api.settings import ApiSettings
 from zerogate.common.errors import ZerogateError
@@ -77,6 +79,10 @@ async def _migrate(settings: ApiSettings) -> int:
 def _serve(settings: ApiSettings) -> int:
     import uvicorn
 
+    if settings.migrate_on_start:
+        # Fail before uvicorn starts, with a message naming the setting.
+        asyncio.run(db.migrate_url(settings.database_url.get_secret_value()))
+
     from zerogate.api.app import create_app
     from zerogate.common import telemetry
 
@@ -101,8 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "bootstrap":
             return asyncio.run(_bootstrap(settings, args.account_slug, args.email, args.name))
         return _serve(settings)
-    except OSError as exc:
-        print(f"error: cannot reach the database ({exc.__class__.__name__})", file=sys.stderr)  # noqa: T201
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        reason = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:300]
+        print(f"error: cannot use the database of ZG_DATABASE_URL ({reason})", file=sys.stderr)  # noqa: T201
         return 1
 
 

@@ -31,6 +31,7 @@ from zerogate.api.errors import (
     Unauthorized,
     ZerogateError,
 )
+from zerogate.common.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ _STATUS_BY_ERROR: Final[tuple[tuple[type[ZerogateError], int], ...]] = (
     (Forbidden, 403),
     (Conflict, 409),
     (Invalid, 422),
+    (Unavailable, 503),
 )
 
 

@@ -45,6 +45,8 @@ _PROGRESS = re.compile(
 )
 _TOTAL_MSGS = re.compile(r"start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$")
 _TOTAL_BYTES = re.compile(r"start_mclient: tot_send_bytes ~ (\d+), tot_recv_bytes ~ (\d+)\s*$")
+#: e.g. "channel bind: error 400 (Bad Request)", "error 508 (Insufficient Capacity)"
+_ERROR_RESPONSE = re.compile(r"\berror \d{3}\b")
 _LOST = re.compile(
     r"Total lost packets (\d+) \(([\d.]+)%\), total send dropped (\d+) \(([\d.]+)%\)"
 )
@@ -125,7 +127,7 @@ def parse_uclient(output: str) -> UclientReport:
     """Read the counters and errors out of ``turnutils_uclient`` output."""
     report = UclientReport(output=output)
     for line in output.splitlines():
-        if "ERROR" in line:
+        if "ERROR" in line or _ERROR_RESPONSE.search(line):
             report.errors.append(line.strip())
         if m := _TOTAL_MSGS.search(line):
             report.send_msgs, report.recv_msgs = int(m.group(1)), int(m.group(2))

@@ -35,7 +35,10 @@ treats as IPv6).
 
 Time: ``now`` is any monotonic clock in seconds (``loop.time()``). The TURN REST
 usernames carry a unix expiry, so give the constructor ``unix_now`` (``time.time()``
-at the same instant); the core derives the wall clock from it.
+at the same instant); the core derives the wall clock from it. Without
+``unix_now`` a ``now`` above 1e9 is taken to be unix time; a smaller one leaves the
+wall clock unknown and then every REST username is refused (401) rather than an
+expired one accepted.
 
 Decisions (RFC 8656 leaves them to the server):
 
@@ -102,6 +105,7 @@ CHANNEL_REBIND_COOLDOWN = 300  # RFC 8656 §12: 5 minutes before a number/peer i
 RESERVATION_LIFETIME = 30  # RFC 8656 §7.2: a reserved port is held about 30 seconds
 RESERVATION_TOKEN_SIZE = 8  # RFC 8656 §18.9
 MAX_CACHED_RESPONSES = 65_536  # bound on the retransmission cache
+_PLAUSIBLE_UNIX_TIME = 1e9  # 2001-09-09: a larger `now` is taken to be unix time
 
 REASONS: dict[int, str] = {
     400: "Bad Request",  # RFC 8489 §14.8
@@ -239,7 +243,19 @@ class Server:
     ) -> None:
         config.validate()
         self._config = config
-        self._unix_offset = (unix_now if unix_now is not None else now) - now
+        # Without a wall clock, REST usernames ("<unix expiry>:<id>") cannot be checked;
+        # rather than accept expired ones, refuse them all (secure default).
+        self._unix_offset: float | None
+        if unix_now is not None:
+            self._unix_offset = unix_now - now
+        elif now >= _PLAUSIBLE_UNIX_TIME:
+            self._unix_offset = 0.0  # the shell's clock is the unix clock itself
+        else:
+            self._unix_offset = None
+            if config.auth_secret is not None:
+                _log.warning(
+                    "TURN REST credentials are refused: pass unix_now=time.time() to Server()"
+                )
         self._rng = rng if rng is not None else random.SystemRandom()
         self._peers = PeerFilter(
             own_addresses=[
@@ -457,9 +473,9 @@ class Server:
             )
         )
 
-    def unix_time(self, now: float) -> float:
-        """The unix time corresponding to the monotonic ``now``."""
-        return now + self._unix_offset
+    def unix_time(self, now: float) -> float | None:
+        """The unix time corresponding to the monotonic ``now`` (None: not known)."""
+        return None if self._unix_offset is None else now + self._unix_offset
 
     # -- requests ------------------------------------------------------------
     def _handle_request(self, message: Message, source: Addr, now: float) -> None:
@@ -544,7 +560,8 @@ class Server:
         if secret is None:
             return None
         expiry = rest_api_expiry(username)
-        if expiry is None or expiry < self.unix_time(now):
+        wall = self.unix_time(now)
+        if expiry is None or wall is None or expiry < wall:
             return None
         return rest_api_password(secret, username)
 

@@ -353,17 +353,24 @@ class Device:
         persistent_keepalive: int | None = None,
         now: float,
     ) -> Peer:
-        """Add a peer (``wg set peer ...``); an existing peer is updated instead."""
+        """Add a peer (``wg set peer ...``).
+
+        For a key that is already a peer this updates it instead: values given
+        replace the old ones, ``None`` leaves them, allowed IPs are added.
+        """
         key = _check_key("public key", public_key)
         if key == self._public_key:
             raise LocalProtocolError("a peer cannot have the device's own public key")
         if key in self._peers:
+            # like ``wg set``: given values change, omitted (None) ones stay
             return self.update_peer(
                 key,
-                preshared_key=preshared_key,
+                preshared_key=UNSET if preshared_key is None else preshared_key,
                 allowed_ips=allowed_ips,
-                endpoint=endpoint,
-                persistent_keepalive=persistent_keepalive,
+                endpoint=UNSET if endpoint is None else endpoint,
+                persistent_keepalive=UNSET
+                if persistent_keepalive is None
+                else persistent_keepalive,
                 now=now,
             )
         peer = Peer(key)

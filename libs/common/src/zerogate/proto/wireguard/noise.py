@@ -39,9 +39,7 @@ from zerogate.proto.wireguard.crypto import (
 from zerogate.proto.wireguard.errors import RemoteProtocolError
 from zerogate.proto.wireguard.messages import (
     INITIATION_MAC1_OFFSET,
-    INITIATION_MAC2_OFFSET,
     RESPONSE_MAC1_OFFSET,
-    RESPONSE_MAC2_OFFSET,
     Initiation,
     Response,
 )
@@ -228,8 +226,6 @@ def consume_response(
 __all__ = [
     "INITIAL_CHAINING_KEY",
     "INITIAL_HASH",
-    "INITIATION_MAC2_OFFSET",
-    "RESPONSE_MAC2_OFFSET",
     "ZERO_PSK",
     "ConsumedInitiation",
     "InitiatorHandshake",

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+import asyncpg
+
 from zerogate.api.accounts import repository
 from zerogate.api.accounts.schemas import AccountPublic
 from zerogate.api.actors import repository as actors
@@ -46,10 +48,15 @@ async def bootstrap_account(
         raise Invalid("slug must be 2-63 of a-z, 0-9, '-', '_' and start with a letter or digit")
     if not EMAIL_RE.match(email):
         raise Invalid("email is not an email address")
+    taken = Conflict(f"an account with slug {slug!r} already exists")
     async with transaction(pool) as conn:
         if await repository.slug_taken(conn, slug):
-            raise Conflict(f"an account with slug {slug!r} already exists")
-        account = await repository.create_account(conn, slug=slug, name=name or slug)
+            raise taken
+        try:
+            async with conn.transaction():
+                account = await repository.create_account(conn, slug=slug, name=name or slug)
+        except asyncpg.UniqueViolationError as exc:  # a concurrent bootstrap won
+            raise taken from exc
         actor = await actors.create_actor(
             conn,
             account_id=account["id"],

@@ -72,7 +72,7 @@ import ipaddress
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, TypedDict
 
 import idna
 
@@ -80,6 +80,7 @@ from zerogate.api.engine.errors import EngineValidationError
 
 __all__ = [
     "DnsPattern",
+    "Filter",
     "ResourceMatcher",
     "ResourceType",
     "filter_permits",
@@ -99,6 +100,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # which is 253 characters in dotted text without the trailing dot.
 MAX_LABEL_LENGTH: Final = 63
 MAX_NAME_LENGTH: Final = 253
+# Unicode input may shrink under UTS #46 mapping; anything longer than this cannot fit.
+_MAX_INPUT_LENGTH: Final = 4 * MAX_NAME_LENGTH
 
 # (network, why) — the first one that overlaps names the refusal. Specific first.
 _REFUSED_V4: Final[tuple[tuple[ipaddress.IPv4Network, str], ...]] = (
@@ -247,6 +250,8 @@ def _check_pattern_label(label: str) -> None:
 
 def normalize_dns_pattern(text: str) -> str:
     """Validate and normalise a DNS name or wildcard pattern (see the module docstring)."""
+    if len(text) > _MAX_INPUT_LENGTH:
+        raise _invalid(f"name longer than {MAX_NAME_LENGTH} characters")
     labels = _split_name(text)
     for label in labels:
         _check_pattern_label(label)
@@ -303,7 +308,7 @@ def _query_labels(name: str) -> tuple[str, ...] | None:
     text = name.strip()
     if text.endswith("."):
         text = text[:-1]
-    if not text or len(text) > MAX_NAME_LENGTH * 4:
+    if not text or len(text) > _MAX_INPUT_LENGTH:
         return None
     try:
         labels = tuple(_to_ascii_label(label) for label in text.split("."))
@@ -380,7 +385,7 @@ class DnsPattern:
 # ---------------------------------------------------------------------- address
 
 
-def normalize_address(type: ResourceType, address: str | None) -> str | None:
+def normalize_address(type: ResourceType | str, address: str | None) -> str | None:
     """Validate a resource address for its type and return its canonical text.
 
     ``internet`` has no address: ``None`` (or an empty string) gives ``None``.
@@ -416,7 +421,7 @@ class ResourceMatcher:
 
     __slots__ = ("_exact", "_internet", "_prefixes", "_wildcards")
 
-    def __init__(self, items: Iterable[tuple[str, ResourceType, str | None]]) -> None:
+    def __init__(self, items: Iterable[tuple[str, ResourceType | str, str | None]]) -> None:
         # family version -> [(prefixlen, {network int -> resource id})], longest first
         by_len: dict[int, dict[int, dict[int, str]]] = {4: {}, 6: {}}
         exact: dict[tuple[str, ...], str] = {}
@@ -501,6 +506,15 @@ class ResourceMatcher:
 # ---------------------------------------------------------------------- filters
 
 FilterProtocol = Literal["tcp", "udp", "icmp"]
+
+
+class Filter(TypedDict):
+    """A normalised filter: ``{"protocol": "tcp", "ports": ["443", "8000-8100"]}``."""
+
+    protocol: str
+    ports: list[str]
+
+
 _PORT_PROTOCOLS: Final = ("tcp", "udp")
 _FILTER_PROTOCOLS: Final = ("icmp", "tcp", "udp")
 MIN_PORT: Final = 1  # port 0 is reserved (RFC 6335 §6)
@@ -531,7 +545,7 @@ def _parse_port_range(raw: object) -> tuple[int, int]:
     return start, end
 
 
-def validate_filters(raw: object) -> list[dict[str, object]]:
+def validate_filters(raw: object) -> list[Filter]:
     """Validate and normalise resource filters (see the module docstring).
 
     Returns ``[{"protocol": ..., "ports": [...]}]`` sorted by protocol, ports
@@ -568,7 +582,7 @@ def validate_filters(raw: object) -> list[dict[str, object]]:
                 )
         seen[protocol] = ranges
     return [
-        {"protocol": protocol, "ports": [_format_range(a, b) for a, b in seen[protocol]]}
+        Filter(protocol=protocol, ports=[_format_range(a, b) for a, b in seen[protocol]])
         for protocol in _FILTER_PROTOCOLS
         if protocol in seen
     ]

@@ -61,6 +61,7 @@ OPERATORS: Final[Mapping[str, tuple[str, ...]]] = {
     CURRENT_TIME: ("is_in_day_of_week_time_ranges",),
 }
 MAX_VALUES: Final = 1000
+MAX_TIME_WINDOWS: Final = 64  # each value is materialised per day; keep that bounded
 
 COUNTRY_CODES: Final = frozenset(country.alpha_2 for country in pycountry.countries)
 
@@ -215,6 +216,8 @@ def parse_condition(raw: object) -> Condition:
         raise EngineValidationError(f"{prop} needs a non-empty list of values")
     if len(values) > MAX_VALUES:
         raise EngineValidationError(f"{prop} takes at most {MAX_VALUES} values")
+    if prop == CURRENT_TIME and len(values) > MAX_TIME_WINDOWS:
+        raise EngineValidationError(f"{prop} takes at most {MAX_TIME_WINDOWS} values")
     if not all(isinstance(value, str) for value in values):
         raise EngineValidationError(f"{prop} values must be strings")
     return _CLASSES[prop](prop, operator, _normalise_values(prop, list(values)))

@@ -43,6 +43,7 @@ __all__ = ["LOOKAHEAD", "DayTimeRanges", "WeeklyWindows", "parse_time_window"]
 DAY_LETTERS: Final = "MTWRFSU"  # index = date.weekday(): Monday is 0
 SECONDS_PER_DAY: Final = 86_400
 LOOKAHEAD: Final = timedelta(days=7)
+MAX_RANGES: Final = 48  # ranges in one value; bounds the work of materialising a day
 _LOOKAHEAD_DAYS: Final = 7
 # Local dates materialised around a UTC day: zones lie within UTC-12..UTC+14 and a
 # range lasts under 48 h, so 3 days back and LOOKAHEAD + 3 ahead cover every run.
@@ -133,7 +134,10 @@ def parse_time_window(value: object) -> DayTimeRanges:
     if zone_key not in _zone_keys():
         raise EngineValidationError(f"unknown IANA time zone {zone_key!r}")
     ranges: set[tuple[int, int]] = set()
-    for item in ranges_text.split(","):
+    items = ranges_text.split(",")
+    if len(items) > MAX_RANGES:
+        raise EngineValidationError(f"at most {MAX_RANGES} time ranges per value: {value[:40]!r}")
+    for item in items:
         item = item.strip()
         if item.lower() == "true":
             ranges.add(_ALL_DAY)

@@ -1,0 +1,1 @@
+"""Which relays the registry would hand an agent (a diagnostic for admins)."""
