@@ -143,3 +143,15 @@ async def test_healthz_is_503_when_postgres_is_gone(h, api_bus, database_url):
         response = await anon.get("/healthz")
     body = h.assert_problem(response, 503)
     assert body["checks"] == {"postgres": False, "nats": True}
+
+
+async def test_a_missing_dependency_is_a_503_problem(h, api_pool, database_url):
+    """Unavailable (e.g. no bus for the relay registry) renders as 503, not 500."""
+    settings = ApiSettings(database_url=SecretStr(database_url), nats_url=None)
+    app = create_app(settings, pool=api_pool, bus=None)
+    from zerogate.api.accounts.service import bootstrap_account
+
+    boot = await bootstrap_account(api_pool, slug=f"nb-{uuid.uuid4().hex[:8]}", email="a@b.test")
+    async with h.http_client(app, boot.token) as admin:
+        response = await admin.get("/v1/relays/nearest")
+    h.assert_problem(response, 503)

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-#: Routes that carry no account data.
-PUBLIC_ROUTES = {("GET", "/healthz")}
+#: Routes that carry no account data: health, and the relay registry's answer
+#: (the same for every account; admin-only through the usual 401/403).
+PUBLIC_ROUTES = {("GET", "/healthz"), ("GET", "/v1/relays/nearest")}
 
 
 @dataclass(frozen=True)

@@ -255,9 +255,9 @@ def test_channel_data_codec_helpers():
         encode_channel_data(0x3FFF, b"")
 
 
-def test_legacy_channel_numbers_for_rfc_5766_clients(make_harness):
+def test_rfc5766_channel_numbers_for_rfc_5766_clients(make_harness):
     LEGACY_MAX = 0x7FFF  # RFC 5766 §11: 0x4000 through 0x7FFF
-    harness = make_harness(legacy_channel_numbers=True)
+    harness = make_harness(rfc5766_channel_numbers=True)
     client = harness.client()
     response = client.allocate()
     v4 = response.get_address(Attr.XOR_RELAYED_ADDRESS)

@@ -159,6 +159,7 @@ REFUSED = [
     ("dns", ".example.com", "empty label"),
     ("dns", "example.com..", "empty label"),
     ("dns", ("a" * 64) + ".com", "longer than 63"),
+    ("dns", "a." * 2000 + "com", "longer than 253"),
     ("dns", "-bad.example.com", "starts or ends"),
     ("dns", "bad-.example.com", "starts or ends"),
     ("dns", "sp ace.example.com", "not allowed"),
@@ -329,3 +330,19 @@ def test_filter_permits():
     all_udp = validate_filters([{"protocol": "udp"}])
     assert filter_permits(all_udp, "udp", 1) is True
     assert filter_permits(all_udp, "tcp", 1) is False
+
+
+@pytest.mark.parametrize(
+    ("rtype", "given"),
+    [("cidr", "x" * 5000), ("dns", "a" * 5000 + ".com"), ("ip", "1" * 5000), ("dns", "é" * 900)],
+)
+def test_errors_never_echo_a_whole_payload(rtype, given):
+    with pytest.raises(EngineValidationError) as info:
+        normalize_address(rtype, given)
+    assert len(str(info.value)) < 200
+
+
+def test_filter_errors_never_echo_a_whole_payload():
+    with pytest.raises(EngineValidationError) as info:
+        validate_filters([{"protocol": "tcp", "ports": ["9" * 5000]}])
+    assert len(str(info.value)) < 200

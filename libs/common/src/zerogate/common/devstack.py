@@ -148,7 +148,8 @@ def run_dev(state: Path) -> int:
         print(f"nats       {nats.url} (JetStream on)", flush=True)  # noqa: T201
         database_url = os.environ.get("ZG_DATABASE_URL")
         if not database_url:
-            postgres = PostgresServer(state / "postgres", port=_port("ZG_PG_PORT", 0))
+            pg_port = _port("ZG_PG_PORT", 0) if os.environ.get("ZG_PG_PORT") else 0
+            postgres = PostgresServer(state / "postgres", port=pg_port)
             postgres.start()
             database_url = postgres.create_database("zerogate")
         print(f"postgres   {database_url}", flush=True)  # noqa: T201

@@ -44,7 +44,12 @@ TUN_F_TSO6 = 0x04
 TUN_F_TSO_ECN = 0x08
 VIRTIO_NET_HDR_LEN = 10  # struct virtio_net_hdr (linux/virtio_net.h)
 DEFAULT_MTU = 1420  # wg-quick's default: 1500 - 80 bytes of IPv6/UDP/WireGuard overhead
-TX_QUEUE_LEN = 1000
+# Packets the TUN queue holds before dropping. TCP Small Queues lets one flow
+# park up to net.ipv4.tcp_limit_output_bytes (4 MiB on current kernels, ~2900
+# packets of 1420 bytes) below the socket; with the default 500-1000 the queue
+# overflowed under a single iperf3 stream and TCP backed off (hundreds of
+# retransmits per second measured here, none with 4096).
+TX_QUEUE_LEN = 4096
 READ_SIZE = 65536 + VIRTIO_NET_HDR_LEN
 
 

@@ -7,7 +7,8 @@
     ├── Unauthorized   401: missing, malformed, expired or revoked token
     ├── Forbidden      403: valid token, but this actor may not use the endpoint
     ├── Conflict       409: the change clashes with existing state
-    └── Invalid        422: the request is well-formed JSON but semantically wrong
+    ├── Invalid        422: the request is well-formed JSON but semantically wrong
+    └── Unavailable    503: a dependency (the bus, the relay registry) does not answer
 
 Services raise these; :mod:`zerogate.api.problems` renders every one of them
 (and every other error) as RFC 9457 ``application/problem+json``. The bus
@@ -16,7 +17,14 @@ handlers raise the same errors, so their ``code`` crosses NATS unchanged.
 
 from __future__ import annotations
 
-from zerogate.common.errors import Conflict, Forbidden, NotFound, Unauthorized, ZerogateError
+from zerogate.common.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    ZerogateError,
+)
 
 
 class Invalid(ZerogateError):
@@ -27,4 +35,12 @@ def not_found(kind: str) -> NotFound:
     return NotFound(f"{kind} not found")
 
 
-__all__ = ["Conflict", "Forbidden", "Invalid", "NotFound", "Unauthorized", "ZerogateError"]
+__all__ = [
+    "Conflict",
+    "Forbidden",
+    "Invalid",
+    "NotFound",
+    "Unauthorized",
+    "Unavailable",
+    "ZerogateError",
+]

@@ -2,7 +2,8 @@
 
 One set of exception handlers renders them all, so routers never catch:
 
-* our :mod:`zerogate.api.errors` tree → 401/403/404/409/422;
+* our :mod:`zerogate.api.errors` tree → 401/403/404/409/422/503, and an
+  error answer from another service over the bus → 502;
 * request validation (bad JSON, wrong types, unknown cursor) → 422 with ``errors``;
 * Postgres unique/exclusion violations → 409, foreign-key violations → 409,
   check violations → 422 (the database is the last line of defence);
@@ -29,8 +30,10 @@ from zerogate.api.errors import (
     Invalid,
     NotFound,
     Unauthorized,
+    Unavailable,
     ZerogateError,
 )
+from zerogate.common.bus import RemoteError
 from zerogate.common.errors import Unavailable
 
 log = logging.getLogger(__name__)

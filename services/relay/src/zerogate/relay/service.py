@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import secrets
@@ -29,9 +28,6 @@ from zerogate.relay.shell import RelayShell, RelayStartError
 log = logging.getLogger(__name__)
 
 __all__ = ["RelayService", "RelayStartError", "run"]
-
-#: The core's switch for ChannelBind numbers 0x5000-0x7FFF (coturn's option of that name).
-LEGACY_CHANNELS_FIELD = "rfc5766_channel_numbers"
 
 
 def ipv6_available() -> bool:
@@ -64,13 +60,8 @@ def core_config(settings: RelaySettings, auth_secret: str) -> ServerConfig:
         max_lifetime=settings.max_lifetime,
         max_allocations_per_user=settings.user_quota,
         max_allocations_total=settings.total_quota,
+        rfc5766_channel_numbers=settings.rfc5766_channel_numbers,
     )
-    if settings.rfc5766_channel_numbers:
-        if LEGACY_CHANNELS_FIELD not in {f.name for f in dataclasses.fields(ServerConfig)}:
-            raise RelayStartError(
-                "rfc5766_channel_numbers: this TURN core cannot accept RFC 5766 channel numbers"
-            )
-        setattr(config, LEGACY_CHANNELS_FIELD, True)
     try:
         config.validate()
     except LocalProtocolError as exc:

@@ -67,12 +67,14 @@ class ServerConfig:
     channel_lifetime: int = CHANNEL_LIFETIME
     max_allocations_per_user: int = 64
     max_allocations_total: int = 10_000
+    #: Distinct peer IPs one allocation may hold permissions for (508 beyond).
+    max_permissions_per_allocation: int = 1024
     nonce_lifetime: int = NONCE_LIFETIME
     software: str | None = "zerogate-relay"
     transaction_cache_seconds: float = 40.0  # RFC 8489 §6.3.1: Ti = 39.5 s for UDP
     #: Accept RFC 5766 channel numbers 0x4000-0x7FFF (coturn's turnutils_uclient
     #: picks from that range) instead of RFC 8656's 0x4000-0x4FFF.
-    legacy_channel_numbers: bool = False
+    rfc5766_channel_numbers: bool = False
 
     def validate(self) -> None:
         """Raise :class:`LocalProtocolError` naming the first bad setting."""
@@ -103,6 +105,10 @@ class ServerConfig:
         if not 0 < self.default_lifetime <= self.max_lifetime:
             raise LocalProtocolError("default_lifetime must be in 1..max_lifetime")
         if self.max_allocations_per_user < 1 or self.max_allocations_total < 1:
-            raise LocalProtocolError("allocation quotas must be positive")
+            raise LocalProtocolError(
+                "max_allocations_per_user and max_allocations_total must be positive"
+            )
+        if self.max_permissions_per_allocation < 1:
+            raise LocalProtocolError("max_permissions_per_allocation must be positive")
         if self.nonce_lifetime < 1:
             raise LocalProtocolError("nonce_lifetime must be positive")

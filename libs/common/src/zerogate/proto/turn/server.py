@@ -52,7 +52,7 @@ Decisions (RFC 8656 leaves them to the server):
   under a RESERVATION-TOKEN (RFC 8656 §7.2), which a later Allocate may claim
   (an unknown or expired token gets 508). coturn's ``turnutils_uclient`` does this
   for its RTP/RTCP pairs.
-* Channel numbers are 0x4000-0x4FFF (RFC 8656 §12); ``legacy_channel_numbers``
+* Channel numbers are 0x4000-0x4FFF (RFC 8656 §12); ``rfc5766_channel_numbers``
   widens them to RFC 5766's 0x4000-0x7FFF, which ``turnutils_uclient`` uses.
 * After a channel binding expires, its number and its peer stay unusable for any
   other binding for 300 s (RFC 8656 §12).
@@ -195,6 +195,7 @@ class _Allocation:
     fast_keys: list[tuple[Addr, int]] = field(default_factory=list)
     fast_in_keys: list[tuple[Addr, Addr]] = field(default_factory=list)
     pending_response: Transmit | None = None
+    armed: float | None = None  # earliest deadline this allocation has in the timer heap
 
 
 @dataclass(slots=True)
@@ -280,7 +281,7 @@ class Server:
         self._tx_cache: OrderedDict[tuple[Addr, bytes], tuple[float, bytes]] = OrderedDict()
         self._reservations: OrderedDict[bytes, tuple[float, int]] = OrderedDict()
         self._channel_max = (
-            LEGACY_CHANNEL_NUMBER_MAX if config.legacy_channel_numbers else CHANNEL_NUMBER_MAX
+            LEGACY_CHANNEL_NUMBER_MAX if config.rfc5766_channel_numbers else CHANNEL_NUMBER_MAX
         )
         self._timers: list[tuple[float, int, Addr]] = []
         self._timer_seq = 0
@@ -350,7 +351,10 @@ class Server:
         for client in due:
             allocation = self._allocations.get(client)
             if allocation is not None:
+                allocation.armed = None
                 self._sweep(allocation, now)
+                if self._allocations.get(client) is allocation:
+                    self._arm(self._next_deadline(allocation), allocation)
         while self._tx_cache:
             key, (expires, _) = next(iter(self._tx_cache.items()))
             if expires > now:
@@ -666,7 +670,7 @@ class Server:
         self._ports.add(port)
         self._allocations[source] = allocation
         self._per_user[auth.username] = self._per_user.get(auth.username, 0) + 1
-        self._arm(allocation.expires, source)
+        self._arm(allocation.expires, allocation)
         response = Message(Method.ALLOCATE, MessageClass.SUCCESS, message.transaction_id)
         attrs = response.attributes
         relays = [allocation.relays[f] for f in families]
@@ -741,7 +745,7 @@ class Server:
         else:
             lifetime = self._lifetime(requested)
             allocation.expires = now + lifetime
-            self._arm(allocation.expires, source)
+            self._arm(allocation.expires, allocation)
         self._send_success(source, message, {Attr.LIFETIME: lifetime}, auth, cache=now)
 
     # -- CreatePermission (RFC 8656 §9) ------------------------------------------
@@ -760,10 +764,13 @@ class Server:
         if not peers:
             raise _Reply(400)
         checked = [self._checked_peer(peer, allocation) for peer in peers]
+        fresh = {peer[0] for peer in checked} - allocation.permissions.keys()
+        if len(allocation.permissions) + len(fresh) > self._config.max_permissions_per_allocation:
+            raise _Reply(508)
         expires = now + self._config.permission_lifetime
         for peer in checked:
             allocation.permissions[peer[0]] = expires
-        self._arm(expires, source)
+        self._arm(expires, allocation)
         self._reindex(allocation)
         self._send_success(source, message, {}, auth, cache=now)
 
@@ -778,6 +785,11 @@ class Server:
         if not CHANNEL_NUMBER_MIN <= number <= self._channel_max:
             raise _Reply(400)
         peer = self._checked_peer(raw_peer, allocation)
+        if (
+            peer[0] not in allocation.permissions
+            and len(allocation.permissions) >= self._config.max_permissions_per_allocation
+        ):
+            raise _Reply(508)
         bound = allocation.channels.get(number)
         if bound is not None and bound.peer != peer:
             raise _Reply(400)  # channel already bound to another peer
@@ -801,8 +813,8 @@ class Server:
         allocation.permissions[peer[0]] = max(
             allocation.permissions.get(peer[0], 0.0), permission_expires
         )
-        self._arm(permission_expires, source)
-        self._arm(expires, source)
+        self._arm(permission_expires, allocation)
+        self._arm(expires, allocation)
         self._reindex(allocation)
         self._send_success(source, message, {}, auth, cache=now)
 
@@ -823,9 +835,29 @@ class Server:
         self._transmits.append(Transmit(relay, peer, data))
 
     # -- bookkeeping ---------------------------------------------------------
-    def _arm(self, deadline: float, client: Addr) -> None:
+    def _arm(self, deadline: float, allocation: _Allocation) -> None:
+        """Make sure the allocation is swept at ``deadline`` at the latest.
+
+        At most one live heap entry per allocation: a later deadline is left to the
+        sweep at the earlier one, which re-arms for whatever is next, so a client
+        refreshing in a loop cannot grow the heap.
+        """
+        if allocation.armed is not None and allocation.armed <= deadline:
+            return
+        allocation.armed = deadline
         self._timer_seq += 1
-        heapq.heappush(self._timers, (deadline, self._timer_seq, client))
+        heapq.heappush(self._timers, (deadline, self._timer_seq, allocation.client))
+
+    @staticmethod
+    def _next_deadline(allocation: _Allocation) -> float:
+        deadline = allocation.expires
+        for expires in allocation.permissions.values():
+            deadline = min(deadline, expires)
+        for channel in allocation.channels.values():
+            deadline = min(deadline, channel.expires)
+        for _, until in allocation.cooldown.values():
+            deadline = min(deadline, until)
+        return deadline
 
     def _sweep(self, allocation: _Allocation, now: float) -> None:
         if allocation.expires <= now:
@@ -842,7 +874,6 @@ class Server:
                 allocation.peer_channels.pop(channel.peer, None)
                 until = now + CHANNEL_REBIND_COOLDOWN
                 allocation.cooldown[number] = (channel.peer, until)
-                self._arm(until, allocation.client)
                 changed = True
         for number, (_, until) in list(allocation.cooldown.items()):
             if until <= now:

@@ -120,11 +120,17 @@ def create_initiation(
     local_index: int,
     timestamp: bytes,
     cookie: bytes | None,
+    ephemeral: X25519PrivateKey | None = None,
 ) -> tuple[bytes, InitiatorHandshake]:
-    """Build a handshake initiation (§5.4.2). ``static_static`` = DH(Spriv_i, Spub_r)."""
+    """Build a handshake initiation (§5.4.2). ``static_static`` = DH(Spriv_i, Spub_r).
+
+    ``ephemeral`` is generated when not given (tests pass one to replay
+    golden captures).
+    """
     c = INITIAL_CHAINING_KEY
     h = hash_(INITIAL_HASH, peer_public)
-    ephemeral = X25519PrivateKey.generate()
+    if ephemeral is None:
+        ephemeral = X25519PrivateKey.generate()
     e_pub = ephemeral.public_key().public_bytes_raw()
     c = kdf1(c, e_pub)
     h = hash_(h, e_pub)

@@ -77,6 +77,7 @@ from typing import Final, Literal, TypedDict
 import idna
 
 from zerogate.api.engine.errors import EngineValidationError
+from zerogate.api.engine.errors import show_input as _show
 
 __all__ = [
     "DnsPattern",
@@ -160,16 +161,16 @@ def _invalid(message: str) -> EngineValidationError:
 def parse_network(text: str) -> IPNetwork:
     """Parse ``addr`` or ``addr/len`` strictly (decimal prefix, no zone id)."""
     if "%" in text:
-        raise _invalid(f"an address with a zone id is not accepted: {text!r}")
+        raise _invalid(f"an address with a zone id is not accepted: {_show(text)}")
     addr_text, slash, prefix_text = text.partition("/")
     try:
         address = ipaddress.ip_address(addr_text)
     except ValueError:
-        raise _invalid(f"not an IP address: {addr_text!r}") from None
+        raise _invalid(f"not an IP address: {_show(addr_text)}") from None
     if not slash:
         return ipaddress.ip_network(address)
     if not (prefix_text.isascii() and prefix_text.isdigit()) or len(prefix_text) > 3:
-        raise _invalid(f"not a prefix length: {prefix_text!r}")
+        raise _invalid(f"not a prefix length: {_show(prefix_text)}")
     prefix = int(prefix_text)
     if prefix > address.max_prefixlen:
         raise _invalid(f"prefix length {prefix} is longer than {address.max_prefixlen}")
@@ -201,7 +202,7 @@ def normalize_ip(text: str) -> IPAddress:
     network = parse_network(text.strip())
     if network.prefixlen != network.max_prefixlen:
         raise _invalid(
-            f"an ip resource is one address; {text.strip()!r} is a network (use type cidr)"
+            f"an ip resource is one address; {_show(text.strip())} is a network (use cidr)"
         )
     _refuse_special(network)
     return network.network_address
@@ -214,11 +215,11 @@ def _to_ascii_label(label: str) -> str:
     if label.isascii():
         return label.lower()
     if any(ch in _WILDCARD_CHARS for ch in label):
-        raise _invalid(f"a label cannot mix wildcards and non-ASCII characters: {label!r}")
+        raise _invalid(f"a label cannot mix wildcards and non-ASCII characters: {_show(label)}")
     try:
         return idna.encode(label, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError):
-        raise _invalid(f"label is not a valid internationalised label: {label!r}") from None
+        raise _invalid(f"label is not a valid internationalised label: {_show(label)}") from None
 
 
 def _split_name(text: str) -> list[str]:
@@ -230,22 +231,23 @@ def _split_name(text: str) -> list[str]:
     labels = [_to_ascii_label(label) for label in name.split(".")]
     for label in labels:
         if not label:
-            raise _invalid(f"empty label in {text.strip()!r}")
+            raise _invalid(f"empty label in {_show(text.strip())}")
     return labels
 
 
 def _check_pattern_label(label: str) -> None:
     if len(label) > MAX_LABEL_LENGTH:
-        raise _invalid(f"label longer than {MAX_LABEL_LENGTH} characters: {label[:20]!r}...")
+        raise _invalid(f"label longer than {MAX_LABEL_LENGTH} characters: {_show(label, 20)}")
     if label == _DOUBLE_STAR:
         return
     if _DOUBLE_STAR in label:
-        raise _invalid(f"'**' must be a whole label, not part of {label!r}")
+        raise _invalid(f"'**' must be a whole label, not part of {_show(label)}")
     bad = {ch for ch in label if ch not in _LABEL_CHARS and ch not in _WILDCARD_CHARS}
     if bad:
-        raise _invalid(f"label {label!r} has characters not allowed: {''.join(sorted(bad))!r}")
+        chars = "".join(sorted(bad))
+        raise _invalid(f"label {_show(label)} has characters not allowed: {chars!r}")
     if label[0] == "-" or label[-1] == "-":
-        raise _invalid(f"label {label!r} starts or ends with '-'")
+        raise _invalid(f"label {_show(label)} starts or ends with '-'")
 
 
 def normalize_dns_pattern(text: str) -> str:
@@ -396,7 +398,7 @@ def normalize_address(type: ResourceType | str, address: str | None) -> str | No
             return None
         raise _invalid("the internet resource has no address")
     if type not in RESOURCE_TYPES:
-        raise _invalid(f"unknown resource type {type!r}; expected one of {RESOURCE_TYPES}")
+        raise _invalid(f"unknown resource type {_show(type)}; expected one of {RESOURCE_TYPES}")
     if not isinstance(address, str) or not address.strip():
         raise _invalid(f"a {type} resource needs an address")
     if type == "cidr":
@@ -523,7 +525,7 @@ MAX_PORT: Final = 65535
 
 def _parse_port_range(raw: object) -> tuple[int, int]:
     if isinstance(raw, bool):
-        raise _invalid(f"not a port: {raw!r}")
+        raise _invalid(f"not a port: {_show(raw)}")
     if isinstance(raw, int):
         start = end = raw
     elif isinstance(raw, str):
@@ -533,15 +535,15 @@ def _parse_port_range(raw: object) -> tuple[int, int]:
         parts = (first, second) if dash else (first,)
         for part in parts:
             if not (part.isascii() and part.isdigit()) or len(part) > 5:
-                raise _invalid(f"not a port or port range: {raw!r}")
+                raise _invalid(f"not a port or port range: {_show(raw)}")
         start = int(first)
         end = int(second) if dash else start
     else:
-        raise _invalid(f"not a port or port range: {raw!r}")
+        raise _invalid(f"not a port or port range: {_show(raw)}")
     if not MIN_PORT <= start <= MAX_PORT or not MIN_PORT <= end <= MAX_PORT:
-        raise _invalid(f"ports must be between {MIN_PORT} and {MAX_PORT}: {raw!r}")
+        raise _invalid(f"ports must be between {MIN_PORT} and {MAX_PORT}: {_show(raw)}")
     if start > end:
-        raise _invalid(f"port range starts after it ends: {raw!r}")
+        raise _invalid(f"port range starts after it ends: {_show(raw)}")
     return start, end
 
 
@@ -562,7 +564,7 @@ def validate_filters(raw: object) -> list[Filter]:
             raise _invalid(f"unknown filter fields: {sorted(map(str, extra))}")
         protocol = item.get("protocol")
         if not isinstance(protocol, str) or protocol.strip().lower() not in _FILTER_PROTOCOLS:
-            raise _invalid(f"filter protocol must be one of tcp, udp, icmp: {protocol!r}")
+            raise _invalid(f"filter protocol must be one of tcp, udp, icmp: {_show(protocol)}")
         protocol = protocol.strip().lower()
         if protocol in seen:
             raise _invalid(f"protocol {protocol} appears in more than one filter")

@@ -35,6 +35,7 @@ import pycountry
 from zerogate.api.engine.addresses import parse_network
 from zerogate.api.engine.context import DecisionContext
 from zerogate.api.engine.errors import EngineValidationError
+from zerogate.api.engine.errors import show_input as _show
 from zerogate.api.engine.timewindows import WeeklyWindows, parse_time_window
 
 __all__ = [
@@ -173,7 +174,7 @@ def _normalise_values(prop: str, raw: list[str]) -> tuple[str, ...]:
         for code in codes:
             if code not in COUNTRY_CODES:
                 raise EngineValidationError(
-                    f"remote_country: {code[:8]!r} is not an ISO 3166-1 alpha-2 country code"
+                    f"remote_country: {_show(code, 12)} is not an ISO 3166-1 alpha-2 country code"
                 )
         return _unique(codes)
     if prop == CLIENT_VERIFIED:
@@ -205,11 +206,11 @@ def parse_condition(raw: object) -> Condition:
     prop, operator, values = raw["property"], raw["operator"], raw["values"]
     if not isinstance(prop, str) or prop not in OPERATORS:
         raise EngineValidationError(
-            f"unknown condition property {str(prop)[:40]!r}; expected one of {sorted(OPERATORS)}"
+            f"unknown condition property {_show(prop, 40)}; expected one of {sorted(OPERATORS)}"
         )
     if not isinstance(operator, str) or operator not in OPERATORS[prop]:
         raise EngineValidationError(
-            f"operator {str(operator)[:40]!r} does not apply to {prop}; "
+            f"operator {_show(operator, 40)} does not apply to {prop}; "
             f"expected one of {list(OPERATORS[prop])}"
         )
     if not isinstance(values, list | tuple) or not values:

@@ -21,3 +21,9 @@ class EngineError(Exception):
 
 class EngineValidationError(EngineError, ValueError):
     """Input (address, filter, condition, context) is not acceptable."""
+
+
+def show_input(value: object, limit: int = 64) -> str:
+    """``repr`` of user input, cut short so an error never echoes a whole payload."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -37,6 +37,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 
 from zerogate.api.engine.errors import EngineValidationError
+from zerogate.api.engine.errors import show_input as _show
 
 __all__ = ["LOOKAHEAD", "DayTimeRanges", "WeeklyWindows", "parse_time_window"]
 
@@ -70,11 +71,11 @@ def _parse_clock(text: str, *, value: str) -> int:
     if not 1 <= len(parts) <= 3 or any(
         not (p.isascii() and p.isdigit()) or not 1 <= len(p) <= 2 for p in parts
     ):
-        raise EngineValidationError(f"not a time of day {text.strip()!r} in {value!r}")
+        raise EngineValidationError(f"not a time of day {_show(text.strip())} in {_show(value)}")
     numbers = [int(p) for p in parts] + [0] * (3 - len(parts))
     hours, minutes, seconds = numbers
     if minutes > 59 or seconds > 59 or hours > 24 or (hours == 24 and (minutes or seconds)):
-        raise EngineValidationError(f"not a time of day {text.strip()!r} in {value!r}")
+        raise EngineValidationError(f"not a time of day {_show(text.strip())} in {_show(value)}")
     return hours * 3600 + minutes * 60 + seconds
 
 
@@ -113,30 +114,32 @@ class DayTimeRanges:
 def parse_time_window(value: object) -> DayTimeRanges:
     """Parse ``DAYS/RANGES/ZONE`` (see the module docstring); ``EngineValidationError``."""
     if not isinstance(value, str):
-        raise EngineValidationError(f"a time window must be a string, not {value!r}")
+        raise EngineValidationError(f"a time window must be a string, not {_show(value)}")
     parts = value.strip().split("/", 2)
     if len(parts) != 3:
         raise EngineValidationError(
             f"a time window reads DAYS/RANGES/ZONE, e.g. 'MTWRF/09:00-17:00/Europe/Berlin': "
-            f"{value!r}"
+            f"{_show(value)}"
         )
     days_text, ranges_text, zone_key = (p.strip() for p in parts)
     days: set[int] = set()
     if not days_text:
-        raise EngineValidationError(f"no days in {value!r}; use letters of {DAY_LETTERS}")
+        raise EngineValidationError(f"no days in {_show(value)}; use letters of {DAY_LETTERS}")
     for letter in days_text.upper():
         index = DAY_LETTERS.find(letter)
         if index < 0:
-            raise EngineValidationError(f"day {letter!r} is not one of {DAY_LETTERS}: {value!r}")
+            raise EngineValidationError(
+                f"day {_show(letter)} is not one of {DAY_LETTERS}: {_show(value)}"
+            )
         if index in days:
-            raise EngineValidationError(f"day {letter!r} appears twice in {value!r}")
+            raise EngineValidationError(f"day {_show(letter)} appears twice in {_show(value)}")
         days.add(index)
     if zone_key not in _zone_keys():
-        raise EngineValidationError(f"unknown IANA time zone {zone_key!r}")
+        raise EngineValidationError(f"unknown IANA time zone {_show(zone_key)}")
     ranges: set[tuple[int, int]] = set()
     items = ranges_text.split(",")
     if len(items) > MAX_RANGES:
-        raise EngineValidationError(f"at most {MAX_RANGES} time ranges per value: {value[:40]!r}")
+        raise EngineValidationError(f"at most {MAX_RANGES} time ranges per value: {_show(value)}")
     for item in items:
         item = item.strip()
         if item.lower() == "true":
@@ -144,13 +147,15 @@ def parse_time_window(value: object) -> DayTimeRanges:
             continue
         start_text, dash, end_text = item.partition("-")
         if not dash:
-            raise EngineValidationError(f"not a time range START-END {item!r} in {value!r}")
+            raise EngineValidationError(
+                f"not a time range START-END {_show(item)} in {_show(value)}"
+            )
         start = _parse_clock(start_text, value=value)
         end = _parse_clock(end_text, value=value)
         if start == SECONDS_PER_DAY:
-            raise EngineValidationError(f"a range cannot start at 24:00: {value!r}")
+            raise EngineValidationError(f"a range cannot start at 24:00: {_show(value)}")
         if end == start:
-            raise EngineValidationError(f"empty time range {item!r} in {value!r}")
+            raise EngineValidationError(f"empty time range {_show(item)} in {_show(value)}")
         if end < start:  # crosses midnight into the next day
             end += SECONDS_PER_DAY
         ranges.add((start, end))

@@ -7,7 +7,7 @@ from typing import Any
 
 from zerogate.api.auth import Principal
 from zerogate.api.db import Connection, Pool
-from zerogate.api.engine.addresses import normalize_address, validate_filters
+from zerogate.api.engine.addresses import Filter, normalize_address, validate_filters
 from zerogate.api.errors import Conflict, Invalid, not_found
 from zerogate.api.events import Publisher, unit_of_work
 from zerogate.api.pagination import Page, PageParams, build_page
@@ -28,7 +28,7 @@ def _address(type_: str, address: str | None) -> str | None:
         raise Invalid(f"address: {exc}") from exc
 
 
-def _filters(raw: list[dict[str, Any]]) -> list[dict[str, object]]:
+def _filters(raw: list[dict[str, Any]]) -> list[Filter]:
     try:
         return validate_filters(raw)
     except ValueError as exc:
