@@ -248,3 +248,16 @@ def test_unix_now_maps_a_monotonic_clock_to_wall_time():
     assert _rest_allocate(server, username, password, 59.0) == 200
     late = _rest_server(50.0, unix_now=float(UNIX_T0))
     assert _rest_allocate(late, username, password, 61.0) == 401
+
+
+def test_unauthenticated_answers_stay_small(harness):
+    client = harness.client()
+    request = stun.Message(Method.ALLOCATE, MessageClass.REQUEST, b"a" * 12, {})
+    (reply,) = client.send_raw(stun.encode(request))
+    assert Attr.SOFTWARE not in stun.decode(reply.data).attributes
+    assert len(reply.data) <= 20 + 120  # header + ERROR-CODE, REALM, NONCE, FINGERPRINT
+    binding = stun.Message(Method.BINDING, MessageClass.REQUEST, b"b" * 12, {})
+    (reply,) = client.send_raw(stun.encode(binding))
+    assert len(reply.data) <= 20 + 12 + 8  # XOR-MAPPED-ADDRESS + FINGERPRINT
+    signed = client.allocate()
+    assert signed.get_str(Attr.SOFTWARE) == "zerogate-relay"

@@ -268,3 +268,28 @@ def test_rfc5766_channel_numbers_for_rfc_5766_clients(make_harness):
     assert bytes(routed[2]) == b"hi"
     assert harness.server.peer_to_client(v4, b"yo", PEER) == (client.address, b"\x7f\xff\x00\x02yo")
     assert decode_channel_data(b"\x7f\xff\x00\x00", legacy=True)[0] == LEGACY_MAX
+
+
+def test_refresh_and_permission_loops_do_not_grow_state(allocated):
+    harness, client, _, _ = allocated
+    client.bind(0x4001, PEER)
+    baseline = harness.server.state_size()
+    for _ in range(300):
+        harness.advance(0.5)
+        client.refresh(3600)
+        client.permit(PEER)
+        client.bind(0x4001, PEER)
+    # Only the bounded retransmission cache (40 s of answers) may have grown.
+    assert harness.server.state_size() <= baseline + 3 * 81
+
+
+def test_permissions_per_allocation_are_capped(make_harness):
+    harness = make_harness(max_permissions_per_allocation=2)
+    client = harness.client()
+    client.allocate()
+    assert harness.code(client.permit(PEER, OTHER_PEER)) == 200
+    assert harness.code(client.permit(PEER_SAME_IP)) == 200  # same IP: no new permission
+    assert harness.code(client.permit(("9.9.9.9", 1))) == 508
+    assert harness.code(client.bind(0x4000, ("9.9.9.9", 1))) == 508
+    assert harness.code(client.bind(0x4000, PEER)) == 200
+    assert harness.server.stats().permissions == 2

@@ -34,7 +34,6 @@ from zerogate.api.errors import (
     ZerogateError,
 )
 from zerogate.common.bus import RemoteError
-from zerogate.common.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,8 @@ _STATUS_BY_ERROR: Final[tuple[tuple[type[ZerogateError], int], ...]] = (
     (Forbidden, 403),
     (Conflict, 409),
     (Invalid, 422),
-    (Unavailable, 503),
+    (Unavailable, 503),  # a dependency (the bus, a registry) is down or silent
+    (RemoteError, 502),  # another service answered with an error
 )
 
 

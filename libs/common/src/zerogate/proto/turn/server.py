@@ -57,6 +57,8 @@ Decisions (RFC 8656 leaves them to the server):
 * After a channel binding expires, its number and its peer stay unusable for any
   other binding for 300 s (RFC 8656 §12).
 * Over UDP, ChannelData is sent without padding (RFC 8656 §12.5).
+* SOFTWARE goes only into authenticated responses, so that answers to spoofed
+  unauthenticated requests stay small (reflection amplification, RFC 8656 §21.3).
 """
 
 from __future__ import annotations
@@ -928,7 +930,9 @@ class Server:
 
     # -- responses -----------------------------------------------------------
     def _sign(self, message: Message, auth: _Auth | None) -> bytes:
-        if self._config.software and message.message_class != MessageClass.INDICATION:
+        # SOFTWARE only in authenticated answers: unauthenticated ones stay small, so a
+        # spoofed source gains little reflection amplification.
+        if auth is not None and self._config.software:
             message.attributes[Attr.SOFTWARE] = self._config.software
         if auth is None:
             return stun.encode(message, fingerprint=True)
@@ -971,7 +975,7 @@ class Server:
             tid,
             {Attr.ERROR_CODE: stun.ErrorCode(code, REASONS.get(code, "Error")), **extra},
         )
-        if self._config.software:
+        if key is not None and self._config.software:
             response.attributes[Attr.SOFTWARE] = self._config.software
         if key is None:
             return stun.encode(response, fingerprint=True)

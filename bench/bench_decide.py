@@ -1,7 +1,6 @@
 """Timing of the policy engine's hot path. Prints figures, asserts nothing.
 
-Run: python services/api/tests/engine/bench_decide.py
-(not collected by pytest; belongs with the other benchmarks).
+Run: .venv/bin/python bench/bench_decide.py
 """
 
 from __future__ import annotations
