@@ -281,7 +281,7 @@ def test_lost_initiation_is_retried(pair):
     pair.ours_ns.clear_loss(chain="OUTPUT")
     # No more traffic from us: the retransmission timer alone must complete the
     # handshake, REKEY_TIMEOUT (plus up to 333 ms jitter) after the first attempt.
-    go_peer = pair.go.wait_handshake(pair.ours.public_key, timeout=REKEY_TIMEOUT + 5)
+    go_peer = pair.go.wait_handshake(pair.ours.public_key, timeout=3 * REKEY_TIMEOUT)
     assert go_peer.endpoint == f"{OURS_UNDER}:{OURS_PORT}"
     assert pair.ours_ns.ping(GO_TUN4, count=3, timeout=2)
     _assert_alive(pair.ours, pair.go)

@@ -1,0 +1,114 @@
+"""``make dev`` in miniature: the dev stack starts every server, writes
+``dev.env``, answers, and stops everything it started on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from zerogate.common.errors import ConfigError
+from zerogate.common.servers import free_port
+from zerogate.common.settings import ZGSettings, build_settings, load_settings
+
+
+def _children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for child in map(int, children):
+            out |= {child} | _children(child)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.slow
+def test_dev_stack_starts_answers_and_stops(tmp_path: Path) -> None:
+    ports = {
+        "ZG_API_PORT": free_port(),
+        "ZG_NATS_PORT": free_port(),
+        "ZG_RELAY_PORT": free_port(),
+        "ZG_RELAY_HTTP_PORT": free_port(),
+    }
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}}
+    env.pop("ZG_DATABASE_URL", None)
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zerogate.common.devstack", "dev", "--state-dir", str(state)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "press Ctrl-C to stop" in line:
+                break
+        assert any("press Ctrl-C" in line for line in lines), "".join(lines)
+        dev_env = (state / "dev.env").read_text()
+        for var in ("ZG_DATABASE_URL", "ZG_NATS_URL", "ZG_API_URL"):
+            assert f"export {var}=" in dev_env
+        api = f"http://127.0.0.1:{ports['ZG_API_PORT']}"
+        assert f"export ZG_API_URL={json.dumps(api)}" in dev_env
+        with urllib.request.urlopen(f"{api}/healthz", timeout=5) as resp:
+            assert json.load(resp)["checks"] == {"postgres": True, "nats": True}
+        metrics = f"http://127.0.0.1:{ports['ZG_RELAY_HTTP_PORT']}/metrics"
+        with urllib.request.urlopen(metrics, timeout=5) as resp:
+            assert b"allocations" in resp.read()
+        children = _children(proc.pid)
+        assert len(children) >= 5  # nats, postgres, api, registry, relay
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert proc.returncode == 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in children):
+        time.sleep(0.1)
+    assert not [pid for pid in children if _alive(pid)]
+
+
+class _Example(ZGSettings):
+    api_port: int = 8080
+
+
+def test_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("ZG_API_PORT", "eighty")
+    with pytest.raises(ConfigError) as info:
+        build_settings(_Example)
+    assert "ZG_API_PORT" in info.value.detail
+    with pytest.raises(SystemExit) as exit_info:
+        load_settings(_Example)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "ZG_API_PORT" in err
+    monkeypatch.setenv("ZG_API_PORT", "9090")
+    assert build_settings(_Example).api_port == 9090
