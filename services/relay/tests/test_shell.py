@@ -218,6 +218,12 @@ async def test_garbage_does_not_stop_the_packet_path(relay: RelayService) -> Non
             client.send_channel_data(FIRST_CHANNEL, b"still alive")
             data, source = await _recv(peer)
             assert (data, source) == (b"still alive", relayed)
+            # ChannelData on a channel bound by nobody is counted and dropped
+            client.send_channel_data(FIRST_CHANNEL + 1, b"nobody")
+            await asyncio.sleep(0.1)
+            _, text = await _http(relay.http_port or 0, "/metrics")
+            assert _metric(text, "zerogate_relay_dropped_datagrams_total") >= 2
+            assert _metric(text, 'zerogate_relay_relayed_packets_total{direction="to_peer"}') == 1
     finally:
         client.close()
 

@@ -7,10 +7,13 @@ Tunnel:           a 10.98.0.1, fd00:98::1  <->  b 10.98.0.2, fd00:98::2
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -21,10 +24,12 @@ from zerogate.common.testing.netlab import (
     WgInterfaceConfig,
     WgPeerConfig,
     lab_unavailable_reason,
+    render_wg_quick,
     start_zerogate_wg,
     tcp_transfer,
     wg_keypair,
 )
+from zerogate.dataplane.uapi import SOCKET_DIR
 
 if lab_unavailable_reason() is not None:
     pytest.skip(lab_unavailable_reason() or "", allow_module_level=True)
@@ -161,3 +166,48 @@ def test_sigterm_removes_the_interface_and_its_socket(lab: NetLab) -> None:
     assert pair.a.stop() == 0
     assert not pair.a.uapi_path.exists()
     assert not pair.a_ns.link_exists(pair.a.ifname)
+
+
+def test_a_peer_can_be_given_its_own_path(lab: NetLab, tmp_path) -> None:
+    """Item 7's hook for ICE pairs and TURN channels: PeerPath replaces the shared socket."""
+    a_ns, b_ns = lab.namespace("a"), lab.namespace("b")
+    lab.link(a_ns, b_ns, [f"{A_UNDER}/24"], [f"{B_UNDER}/24"])
+    a_keys, b_keys = wg_keypair(), wg_keypair()
+    b_cfg = WgInterfaceConfig(
+        private_key=b_keys.private,
+        addresses=(f"{B4}/24",),
+        listen_port=B_PORT,
+        peers=(WgPeerConfig(public_key=a_keys.public, allowed_ips=(f"{A4}/32",)),),
+    )
+    b = start_zerogate_wg(b_ns, b_cfg)
+    a_name = lab.ifname()
+    a_conf = tmp_path / f"{a_name}.conf"
+    a_conf.write_text(
+        render_wg_quick(
+            WgInterfaceConfig(
+                private_key=a_keys.private,
+                addresses=(f"{A4}/24",),
+                listen_port=A_PORT,
+                peers=(WgPeerConfig(public_key=b_keys.public, allowed_ips=(f"{B4}/32",)),),
+            )
+        )
+    )
+    lab.remove_on_close(SOCKET_DIR / f"{a_name}.sock")
+    helper = Path(__file__).with_name("path_peer.py")
+    proc = a_ns.spawn([sys.executable, str(helper), str(a_conf), f"{B_UNDER}:{B_PORT}"])
+    deadline = time.monotonic() + 15
+    match = None
+    while match is None and time.monotonic() < deadline and proc.alive():
+        match = re.search(r"path-port (\d+)", proc.output())
+        time.sleep(0.05)
+    assert match is not None, proc.output()
+    path_port = int(match.group(1))
+    assert a_ns.ping(B4, count=5, timeout=5), proc.output()
+    peer_a = b.dump().peer(a_keys.public)
+    assert peer_a is not None
+    # b saw a's traffic come from the path's own socket, not from a's ListenPort
+    assert peer_a.endpoint == f"{A_UNDER}:{path_port}"
+    out = a_ns.run("wg", "show", a_name, "endpoints").stdout
+    assert "192.0.2.99:4242" in out
+    proc.stop()
+    assert not (SOCKET_DIR / f"{a_name}.sock").exists()

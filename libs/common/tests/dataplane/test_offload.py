@@ -242,3 +242,33 @@ def test_coalesce_then_split_preserves_every_tcp_payload(sizes: list[int], v6: b
     ip_len = 40 if v6 else 20
     again = [segment for written in out for segment in split_packet(written)]
     assert [p[ip_len:] for p in again] == [p[ip_len:] for p in packets]
+
+
+@st.composite
+def mutated(draw: st.DrawFn, packet: bytes) -> bytes:
+    data = bytearray(packet)
+    for _ in range(draw(st.integers(0, 4))):
+        index = draw(st.integers(0, len(data) - 1))
+        data[index] = draw(st.integers(0, 255))
+    cut = draw(st.integers(0, len(data)))
+    return bytes(data[:cut]) if draw(st.booleans()) else bytes(data)
+
+
+VALID4 = tcp_packet(b"d" * 100)
+VALID6 = tcp_packet(b"d" * 100, v6=True)
+SUPER4 = tso_super_packet(b"s" * 3000, 1000, v6=False)
+SUPER6 = tso_super_packet(b"s" * 3000, 1000, v6=True)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(mutated(VALID4), mutated(VALID6)), max_size=6))
+def test_coalesce_survives_damaged_tcp_packets(packets: list[bytes]) -> None:
+    out = TcpCoalescer().coalesce(packets)
+    assert len(out) <= len(packets)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(mutated(SUPER4), mutated(SUPER6)))
+def test_split_survives_damaged_super_packets(data: bytes) -> None:
+    for segment in split_packet(data):
+        assert len(segment) <= len(data)

@@ -20,9 +20,11 @@ from zerogate.common.testing import netlab
 from zerogate.common.testing.netlab import (
     CommandFailed,
     CommandTimeout,
+    Impairment,
     NetLab,
     NetLabError,
     StartupFailed,
+    UdpImpairProxy,
     WgInterfaceConfig,
     WgPeerConfig,
     existing_namespaces,
@@ -447,3 +449,77 @@ def test_two_wireguard_go_interfaces_talk(lab):
     assert wa.uapi_path.exists()
     wa.stop()
     assert not wa.uapi_path.exists()  # wireguard-go removes its socket on SIGTERM
+
+
+# ----------------------------------------------------------------- UDP impairment proxy
+
+
+def _udp_pair(lab):
+    a, b = lab.namespace("a"), lab.namespace("b")
+    link = lab.link(a, b, ["10.205.0.1/24"], ["10.205.0.2/24"])
+    server = b.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind((link.b_ip(), 9000))
+    server.settimeout(1.0)
+    client = a.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(1.0)
+    return a, b, link, server, client
+
+
+def _drain(sock) -> list[bytes]:
+    out = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            out.append(sock.recv(2048))
+    return out
+
+
+@needs_lab
+@pytest.mark.netns
+def test_impair_proxy_duplicates_and_drops(lab):
+    _a, b, link, server, client = _udp_pair(lab)
+    with server, client:
+        dup = UdpImpairProxy(
+            b, (link.b_ip(), 9100), (link.b_ip(), 9000), forward=Impairment(duplicate=1.0)
+        )
+        for i in range(20):
+            client.sendto(i.to_bytes(2, "big"), (link.b_ip(), 9100))
+        got = _drain(server)
+        assert sorted(got) == sorted([i.to_bytes(2, "big") for i in range(20)] * 2)
+        assert dup.stats_forward.duplicated == 20
+        # Answers go back to the client, unimpaired here.
+        server.sendto(b"back", dup._upstream_sock.getsockname())
+        assert client.recv(16) == b"back"
+        dup.close()
+        lossy = UdpImpairProxy(
+            b, (link.b_ip(), 9101), (link.b_ip(), 9000), forward=Impairment(loss=1.0)
+        )
+        for i in range(10):
+            client.sendto(bytes([i]), (link.b_ip(), 9101))
+        assert _drain(server) == []
+        assert lossy.stats_forward.dropped == 10
+    with pytest.raises(ValueError):
+        Impairment(loss=2.0)
+
+
+@needs_lab
+@pytest.mark.netns
+def test_impair_proxy_delays_and_reorders(lab):
+    _a, b, link, server, client = _udp_pair(lab)
+    with server, client:
+        proxy = UdpImpairProxy(
+            b,
+            (link.b_ip(), 9100),
+            (link.b_ip(), 9000),
+            forward=Impairment(delay=0.15, jitter=0.05),
+            seed=7,
+        )
+        start = time.monotonic()
+        client.sendto(b"x", (link.b_ip(), 9100))
+        assert server.recv(16) == b"x"
+        assert time.monotonic() - start >= 0.15  # a delay can only add time
+        for i in range(100):
+            client.sendto(i.to_bytes(2, "big"), (link.b_ip(), 9100))
+        got = [int.from_bytes(d, "big") for d in _drain(server)]
+        assert sorted(got) == list(range(100))  # nothing lost
+        assert got != sorted(got)  # but reordered by the jitter
+        assert proxy.stats_forward.reordered > 0

@@ -100,7 +100,7 @@ def _finish_checksum(packet: bytes, start: int, offset: int) -> bytes:
 
 
 def _segment_tcp(packet: bytearray, mss: int) -> list[bytes]:
-    if not packet:
+    if len(packet) < 40:  # smallest IPv4 + TCP header
         return []
     version = packet[0] >> 4
     if version == 4:
@@ -109,7 +109,7 @@ def _segment_tcp(packet: bytearray, mss: int) -> list[bytes]:
             return []
     elif version == 6:
         ip_len = IPV6_HEADER_LEN
-        if packet[6] != IPPROTO_TCP:
+        if len(packet) < 60 or packet[6] != IPPROTO_TCP:
             return []  # extension headers: the kernel does not offload these to us
     else:
         return []

@@ -154,7 +154,6 @@ class Handlers:
             flow = await agents.load_flow(conn, account_id, client_id, resource_id, token_id)
         if flow is None:
             raise NotFound("no such client or resource in this account")
-        resource = _resource_view(flow.resource)
         expired = flow.token_expires_at is not None and flow.token_expires_at <= now
         if flow.actor_disabled:
             return FlowAuthorizeReply(decision="deny", violated_properties=[ACTOR_DISABLED])
@@ -171,6 +170,7 @@ class Handlers:
             return FlowAuthorizeReply(
                 decision="deny", violated_properties=list(decision.violated_properties)
             )
+        resource = _resource_view(flow.resource)
         return FlowAuthorizeReply(
             decision="allow",
             policy_id=decision.policy_id,

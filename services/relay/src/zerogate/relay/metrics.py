@@ -74,8 +74,8 @@ def render(
         _family(
             "dropped_datagrams_total",
             "counter",
-            "Datagrams the core dropped (garbage, no permission, unknown channel).",
-            [("", stats.dropped)],
+            "Datagrams dropped (garbage, no permission, unknown channel).",
+            [("", stats.dropped + counters.fast_path_drops)],
         ),
         _family(
             "send_errors_total",

@@ -37,7 +37,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from zerogate.proto.turn import Addr, RelayClosed, RelayOpened, Server
@@ -75,7 +75,8 @@ class Counters:
     #: Datagrams the kernel refused (buffer full, unreachable): dropped.
     send_errors: int = 0
     relay_bind_failures: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
+    #: ChannelData the fast path dropped (unbound channel, bad length, relay gone).
+    fast_path_drops: int = 0
 
 
 def _set_buffers(sock: socket.socket, size: int) -> None:
@@ -195,7 +196,7 @@ class RelayShell:
         recvfrom_into = sock.recvfrom_into
         channel_to_peer = core.channel_to_peer
         slow = False
-        received = packets = nbytes = errors = 0
+        received = packets = nbytes = errors = drops = 0
         for _ in range(BATCH):
             try:
                 n, source = recvfrom_into(buf)
@@ -210,9 +211,11 @@ class RelayShell:
             if n and buf[0] & 0xC0 == 0x40:
                 out = channel_to_peer(view[:n], source)  # type: ignore[arg-type]
                 if out is None:
+                    drops += 1
                     continue
                 relay_sock = relays.get(out[0])
                 if relay_sock is None:
+                    drops += 1
                     continue
                 try:
                     relay_sock.sendto(out[2], out[1])
@@ -229,6 +232,7 @@ class RelayShell:
         c.to_peer_packets += packets
         c.to_peer_bytes += nbytes
         c.send_errors += errors
+        c.fast_path_drops += drops
         if slow:
             self._flush()
 

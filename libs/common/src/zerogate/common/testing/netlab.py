@@ -56,6 +56,7 @@ import base64
 import contextlib
 import ctypes
 import hashlib
+import heapq
 import ipaddress
 import json
 import os
@@ -88,6 +89,7 @@ from cryptography.hazmat.primitives.serialization import (
 __all__ = [
     "CommandFailed",
     "CommandTimeout",
+    "Impairment",
     "LabProcess",
     "LabUnavailable",
     "Link",
@@ -95,9 +97,12 @@ __all__ = [
     "NatSite",
     "NetLab",
     "NetLabError",
+    "PingReport",
+    "ProxyStats",
     "StartupFailed",
     "TcpTransfer",
     "TransferResult",
+    "UdpImpairProxy",
     "WgDump",
     "WgInterface",
     "WgInterfaceConfig",
@@ -271,6 +276,18 @@ def _echo_reply(v6: bool, data: bytes) -> tuple[int, int] | None:
     return ident, seq
 
 
+@dataclass(frozen=True)
+class PingReport:
+    """Per-request round-trip times in ms (``None`` = lost) and the duplicate replies seen."""
+
+    rtts: tuple[float | None, ...]
+    duplicates: int
+
+    @property
+    def received(self) -> int:
+        return sum(r is not None for r in self.rtts)
+
+
 def _ping_loop(
     sock: socket.socket,
     dst: ipaddress.IPv4Address | ipaddress.IPv6Address,
@@ -278,12 +295,14 @@ def _ping_loop(
     interval: float,
     timeout: float,
     payload_size: int,
-) -> list[float | None]:
+    linger: bool,
+) -> PingReport:
     v6 = dst.version == 6
     ident = secrets.randbits(16)
     payload = (b"zerogate-netlab-" * (payload_size // 16 + 1))[:payload_size]
     sent: dict[int, float] = {}
     rtts: list[float | None] = [None] * count
+    duplicates = 0
     seq = 0
     next_send = time.monotonic()
     end = float("inf")
@@ -297,8 +316,9 @@ def _ping_loop(
             next_send = now + interval
             if seq == count:
                 end = now + timeout
-        if now >= end or (seq == count and all(r is not None for r in rtts)):
-            return rtts
+        done = seq == count and not linger and all(r is not None for r in rtts)
+        if now >= end or done:
+            return PingReport(tuple(rtts), duplicates)
         wake = min(next_send if seq < count else end, end)
         ready, _, _ = select.select([sock], [], [], max(0.0, wake - now))
         if not ready:
@@ -312,6 +332,8 @@ def _ping_loop(
             continue
         if rtts[reply[1]] is None:
             rtts[reply[1]] = (got - sent[reply[1]]) * 1000.0
+        else:
+            duplicates += 1
 
 
 # --------------------------------------------------------------------------- processes
@@ -613,13 +635,33 @@ class Namespace:
         ``None`` when no reply came within ``timeout`` seconds after the last
         request. Uses a raw socket (root), so no ``ping`` binary is needed.
         """
+        report = self.ping_report(
+            destination, count=count, interval=interval, timeout=timeout, payload_size=payload_size
+        )
+        return list(report.rtts)
+
+    def ping_report(
+        self,
+        destination: str,
+        *,
+        count: int = 1,
+        interval: float = 0.2,
+        timeout: float = 1.0,
+        payload_size: int = 56,
+        linger: bool = False,
+    ) -> PingReport:
+        """Like :meth:`ping_each`, also counting duplicate replies (iputils' ``DUP!``).
+
+        With ``linger`` it keeps listening for the full ``timeout`` after the
+        last request even when every reply is in, so late duplicates count.
+        """
         dst = ipaddress.ip_address(destination)
         if dst.version == 6:
             sock = self.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         else:
             sock = self.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
         with sock:
-            return _ping_loop(sock, dst, count, interval, timeout, payload_size)
+            return _ping_loop(sock, dst, count, interval, timeout, payload_size, linger)
 
 
 @dataclass(frozen=True)
@@ -695,6 +737,7 @@ class NetLab:
         self.namespaces: list[Namespace] = []
         self.processes: list[LabProcess] = []
         self._files: list[Path] = []
+        self._closers: list[Callable[[], object]] = []
         self._log_handles: list[IO[bytes]] = []
         self._ifcount = 0
         self._closed = False
@@ -793,6 +836,10 @@ class NetLab:
         host.add_route("default" if ver == 4 else "::/0", via=lan_link.b_ip(ver))
         return NatSite(host, router, lan_link, wan_link, wan_link.a_ip(ver))
 
+    def on_close(self, fn: Callable[[], object]) -> None:
+        """Call ``fn`` (first thing, before processes stop) when the lab closes."""
+        self._closers.append(fn)
+
     def remove_on_close(self, path: Path) -> None:
         """Delete ``path`` (a file or socket) when the lab closes."""
         self._files.append(path)
@@ -837,6 +884,9 @@ class NetLab:
             if self._closed:
                 return
             self._closed = True
+        for fn in reversed(self._closers):
+            with contextlib.suppress(Exception):
+                fn()
         for proc in reversed(self.processes):
             with contextlib.suppress(Exception):
                 proc.stop()
@@ -1172,6 +1222,161 @@ def start_zerogate_wg(
     proc = ns.spawn(argv, env=env, label=f"zerogate-wg-{ifname}")
     _wait_ready(ns, ifname, proc, cfg.addresses, timeout)
     return WgInterface("zerogate", ns, ifname, proc, cfg, _public_key_of(cfg.private_key))
+
+
+# --------------------------------------------------------------------------- UDP impairment
+
+
+@dataclass(frozen=True)
+class Impairment:
+    """What happens to each datagram in one direction of a :class:`UdpImpairProxy`.
+
+    ``delay`` + uniform(0, ``jitter``) seconds of latency (a jitter larger than
+    the gap between datagrams reorders them), ``loss`` and ``duplicate`` are
+    probabilities in 0..1 (a duplicate gets its own random delay).
+    """
+
+    delay: float = 0.0
+    jitter: float = 0.0
+    loss: float = 0.0
+    duplicate: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("loss", "duplicate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.delay < 0 or self.jitter < 0:
+            raise ValueError("delay and jitter must not be negative")
+
+
+@dataclass
+class ProxyStats:
+    """Counters of one direction; ``reordered`` counts datagrams sent after a later one."""
+
+    received: int = 0
+    sent: int = 0
+    dropped: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+
+
+class UdpImpairProxy:
+    """A UDP relay inside a namespace that delays, reorders, drops and duplicates.
+
+    It stands in for ``tc netem`` (missing here). Datagrams arriving on
+    ``listen`` are sent on to ``upstream`` from a socket of their own, shaped
+    by ``forward``; the upstream's answers go back to the last client seen,
+    shaped by ``backward``. One daemon thread; :meth:`close` (or the lab's
+    close) stops it.
+    """
+
+    def __init__(
+        self,
+        ns: Namespace,
+        listen: tuple[str, int],
+        upstream: tuple[str, int],
+        *,
+        forward: Impairment = Impairment(),
+        backward: Impairment = Impairment(),
+        seed: int | None = None,
+    ) -> None:
+        family = socket.AF_INET6 if ipaddress.ip_address(listen[0]).version == 6 else socket.AF_INET
+        self.forward = forward
+        self.backward = backward
+        self.stats_forward = ProxyStats()
+        self.stats_backward = ProxyStats()
+        self._rng = random.Random(seed)
+        self._client_sock = ns.socket(family, socket.SOCK_DGRAM)
+        self._upstream_sock = ns.socket(family, socket.SOCK_DGRAM)
+        try:
+            self._client_sock.bind(listen)
+            self._upstream_sock.bind((listen[0], 0))
+            self._upstream_sock.connect(upstream)
+        except OSError:
+            self._client_sock.close()
+            self._upstream_sock.close()
+            raise
+        self.listen = self._client_sock.getsockname()[:2]
+        self._client: tuple[str, int] | None = None
+        self._queue: list[tuple[float, int, bool, bytes]] = []  # (due, order, to_upstream, data)
+        self._order = 0
+        self._last_sent_order = {True: 0, False: 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="udp-impair", daemon=True)
+        ns.lab.on_close(self.close)
+        self._thread.start()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+        for sock in (self._client_sock, self._upstream_sock):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _schedule(self, data: bytes, to_upstream: bool, now: float) -> None:
+        imp, stats = (
+            (self.forward, self.stats_forward)
+            if to_upstream
+            else (self.backward, self.stats_backward)
+        )
+        stats.received += 1
+        if imp.loss and self._rng.random() < imp.loss:
+            stats.dropped += 1
+            return
+        copies = 1
+        if imp.duplicate and self._rng.random() < imp.duplicate:
+            copies = 2
+            stats.duplicated += 1
+        for _ in range(copies):
+            due = now + imp.delay + (self._rng.uniform(0.0, imp.jitter) if imp.jitter else 0.0)
+            self._order += 1
+            heapq.heappush(self._queue, (due, self._order, to_upstream, data))
+
+    def _flush(self, now: float) -> None:
+        while self._queue and self._queue[0][0] <= now:
+            _, order, to_upstream, data = heapq.heappop(self._queue)
+            stats = self.stats_forward if to_upstream else self.stats_backward
+            if order < self._last_sent_order[to_upstream]:
+                stats.reordered += 1
+            self._last_sent_order[to_upstream] = max(order, self._last_sent_order[to_upstream])
+            with contextlib.suppress(OSError):
+                if to_upstream:
+                    self._upstream_sock.send(data)
+                    self.stats_forward.sent += 1
+                elif self._client is not None:
+                    self._client_sock.sendto(data, self._client)
+                    self.stats_backward.sent += 1
+
+    def _loop(self) -> None:
+        socks = [self._client_sock, self._upstream_sock]
+        while not self._stop.is_set():
+            now = time.monotonic()
+            self._flush(now)
+            wait = 0.1
+            if self._queue:
+                wait = max(0.0, min(wait, self._queue[0][0] - now))
+            try:
+                ready, _, _ = select.select(socks, [], [], wait)
+            except (OSError, ValueError):  # closed under us
+                return
+            now = time.monotonic()
+            for sock in ready:
+                try:
+                    data, addr = sock.recvfrom(65535)
+                except OSError:
+                    continue
+                if sock is self._client_sock:
+                    self._client = (addr[0], addr[1])
+                    self._schedule(data, True, now)
+                else:
+                    self._schedule(data, False, now)
 
 
 # --------------------------------------------------------------------------- TCP transfers
