@@ -39,7 +39,7 @@ REALM = "bench.zerogate"
 #: (allocations, payload bytes, messages per allocation)
 LOADS = [(4, 100, 40_000), (4, 1400, 30_000), (16, 100, 10_000), (16, 1400, 7_500)]
 QUICK_LOADS = [(4, 100, 10_000), (16, 1400, 2_000)]
-RUN_TIMEOUT = 40.0
+RUN_TIMEOUT = 25.0
 
 
 @dataclass

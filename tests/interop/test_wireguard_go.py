@@ -13,6 +13,7 @@ Tunnel:            ours 10.99.0.1, fd00:99::1  <->  go 10.99.0.2, fd00:99::2
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -35,6 +36,7 @@ from zerogate.common.testing.netlab import (
     WgInterfaceConfig,
     WgPeerConfig,
     lab_unavailable_reason,
+    render_wg_setconf,
     start_wireguard_go,
     start_zerogate_wg,
     tcp_transfer,
@@ -55,7 +57,7 @@ OURS_PORT, GO_PORT = 51820, 51821
 OURS_TUN4, GO_TUN4 = "10.99.0.1", "10.99.0.2"
 OURS_TUN6, GO_TUN6 = "fd00:99::1", "fd00:99::2"
 MTU = 1420
-BIG = 100 * 1000 * 1000  # the brief's 100 MB transfer
+BIG = 100 * 1000 * 1000  # 100 MB each way
 MIB = 1024 * 1024
 REKEY_TIMEOUT = 5  # whitepaper §6.1: a lost initiation is retried after 5 s
 WG_MESSAGE_OVERHEAD = 32  # whitepaper §5.4.6: 16-byte header + 16-byte Poly1305 tag
@@ -131,11 +133,19 @@ def pair(lab):
     return _build_pair(lab)
 
 
-def _assert_alive(*ifaces: WgInterface) -> None:
+_BAD_LOG = re.compile(r"Traceback|\bERROR\b|\bCRITICAL\b")
+
+
+def _assert_healthy(*ifaces: WgInterface) -> None:
+    """Each interface's process still runs, and ours logged no traceback or error."""
     for iface in ifaces:
+        output = iface.process.output()
         assert iface.process.alive(), (
-            f"{iface.kind} exited {iface.process.returncode}:\n{iface.process.output()[-3000:]}"
+            f"{iface.kind} exited {iface.process.returncode}:\n{output[-3000:]}"
         )
+        if iface.kind == "zerogate":
+            bad = [line for line in output.splitlines() if _BAD_LOG.search(line)]
+            assert not bad, f"our interface logged:\n{output[-3000:]}"
 
 
 # ------------------------------------------------------------------ handshake and ping
@@ -160,7 +170,7 @@ def test_ping_both_ways(lab, ours_initiates):
     ours_view = p.ours.wait_handshake(p.go.public_key)
     assert ours_view.rx_bytes > 0
     assert ours_view.tx_bytes > 0
-    _assert_alive(p.ours, p.go)
+    _assert_healthy(p.ours, p.go)
 
 
 def test_ipv6_inside_the_tunnel(pair):
@@ -170,7 +180,7 @@ def test_ipv6_inside_the_tunnel(pair):
     assert result.intact, result
     result = tcp_transfer(pair.ours_ns, pair.go_ns, GO_TUN6, 5007, 8 * MIB, timeout=60)
     assert result.intact, result
-    _assert_alive(pair.ours, pair.go)
+    _assert_healthy(pair.ours, pair.go)
 
 
 @pytest.mark.slow
@@ -190,7 +200,7 @@ def test_100mb_tcp_transfer_sha256(pair, direction):
     assert ours_peer is not None
     moved = ours_peer.tx_bytes if direction == "ours-to-go" else ours_peer.rx_bytes
     assert moved >= BIG
-    _assert_alive(pair.ours, pair.go)
+    _assert_healthy(pair.ours, pair.go)
 
 
 def test_ipv6_underlay_endpoint(lab):
@@ -224,7 +234,7 @@ def test_ipv6_underlay_endpoint(lab):
     ours_peer = ours.dump().peer(go.public_key)
     assert ours_peer is not None
     assert ours_peer.endpoint == f"[fd00:210::2]:{GO_PORT}"
-    _assert_alive(ours, go)
+    _assert_healthy(ours, go)
 
 
 def test_behind_nat_with_persistent_keepalive(lab):
@@ -279,7 +289,7 @@ def test_behind_nat_with_persistent_keepalive(lab):
     after_peer = go.dump().peer(ours.public_key)
     assert after_peer is not None
     assert after_peer.rx_bytes - before >= 2 * WG_MESSAGE_OVERHEAD
-    _assert_alive(ours, go)
+    _assert_healthy(ours, go)
 
 
 def test_lost_initiation_is_retried(pair):
@@ -293,7 +303,7 @@ def test_lost_initiation_is_retried(pair):
     go_peer = pair.go.wait_handshake(pair.ours.public_key, timeout=3 * REKEY_TIMEOUT)
     assert go_peer.endpoint == f"{OURS_UNDER}:{OURS_PORT}"
     assert pair.ours_ns.ping(GO_TUN4, count=3, timeout=2)
-    _assert_alive(pair.ours, pair.go)
+    _assert_healthy(pair.ours, pair.go)
 
 
 def test_transfer_survives_underlay_loss(pair):
@@ -306,7 +316,7 @@ def test_transfer_survives_underlay_loss(pair):
     assert result.intact, result
     result = tcp_transfer(pair.go_ns, pair.ours_ns, OURS_TUN4, 5009, 8 * MIB, timeout=90)
     assert result.intact, result
-    _assert_alive(pair.ours, pair.go)
+    _assert_healthy(pair.ours, pair.go)
 
 
 # ------------------------------------------------------------------ duplicates and reordering
@@ -348,7 +358,7 @@ def test_duplicated_datagrams_are_dropped_by_the_replay_window(lab):
     assert report.duplicates == 0
     result = tcp_transfer(p.go_ns, p.ours_ns, OURS_TUN4, 5010, 4 * MIB, timeout=60)
     assert result.intact, result
-    _assert_alive(p.ours, p.go)
+    _assert_healthy(p.ours, p.go)
 
 
 def test_reordered_datagrams_are_accepted(lab):
@@ -376,7 +386,24 @@ def test_reordered_datagrams_are_accepted(lab):
     assert proxy.stats_backward.reordered > 0, "the proxy did not reorder anything"
     assert proxy.stats_backward.dropped == 0
     assert sorted(got) == list(range(count))
-    _assert_alive(p.ours, p.go)
+    _assert_healthy(p.ours, p.go)
+
+
+def test_mtu_sized_packets_cross_both_ways(pair):
+    link = json.loads(pair.ours_ns.run("ip", "-j", "link", "show", "dev", pair.ours.ifname).stdout)
+    assert link[0]["mtu"] == MTU
+    assert pair.ours_ns.ping(GO_TUN4, count=3, timeout=2)
+    # Echo payloads that make IP packets of exactly the tunnel MTU (IPv4 header 20,
+    # IPv6 header 40, ICMP header 8); their WireGuard datagrams still fit the veth's 1500.
+    for src, dst, size in (
+        (pair.ours_ns, GO_TUN4, MTU - 28),
+        (pair.go_ns, OURS_TUN4, MTU - 28),
+        (pair.ours_ns, GO_TUN6, MTU - 48),
+        (pair.go_ns, OURS_TUN6, MTU - 48),
+    ):
+        report = src.ping_report(dst, count=3, interval=0.05, timeout=2, payload_size=size)
+        assert report.received == 3, (dst, size)
+    _assert_healthy(pair.ours, pair.go)
 
 
 # ------------------------------------------------------------------ preshared key
@@ -406,7 +433,7 @@ def test_mismatched_preshared_key_never_completes_a_handshake(lab):
     assert ours_peer is not None
     assert ours_peer.latest_handshake == 0
     assert go_peer.latest_handshake == 0
-    _assert_alive(p.ours, p.go)
+    _assert_healthy(p.ours, p.go)
 
 
 # ------------------------------------------------------------------ roaming
@@ -433,13 +460,14 @@ def test_roaming_listen_port_change_mid_transfer(pair):
     assert go_peer.endpoint == f"{OURS_UNDER}:{new_port}"
     # And traffic the other way reaches the new port too.
     assert pair.go_ns.ping(OURS_TUN4, count=3, timeout=2)
-    _assert_alive(pair.ours, pair.go)
+    _assert_healthy(pair.ours, pair.go)
 
 
 # ------------------------------------------------------------------ two peers
 
 
-def test_two_peers_with_distinct_allowed_ips(lab):
+def _two_peers(lab: NetLab) -> tuple[Namespace, WgInterface, WgInterface, WgInterface]:
+    """Ours with two wireguard-go peers: peer N owns 10.99.0.N/32 and 10.98.N.0/24."""
     ours_ns = lab.namespace("ours")
     ours_keys = wg_keypair()
     peers = []
@@ -476,23 +504,28 @@ def test_two_peers_with_distinct_allowed_ips(lab):
             peers=tuple(peers),
         ),
     )
-    go2, go3 = gos
+    return ours_ns, ours, gos[0], gos[1]
+
+
+def _rx_from(go: WgInterface, ours: WgInterface) -> int:
+    peer = go.dump().peer(ours.public_key)
+    assert peer is not None
+    return peer.rx_bytes
+
+
+def test_two_peers_with_distinct_allowed_ips(lab):
+    ours_ns, ours, go2, go3 = _two_peers(lab)
     # 10.98.N.1 exists only on peer N: a reply proves the packet went to the right peer.
     assert ours_ns.ping("10.98.2.1", count=3, timeout=2)
     assert ours_ns.ping("10.98.3.1", count=3, timeout=2)
     assert go2.ns.ping(OURS_TUN4, count=2, timeout=2)
     assert go3.ns.ping(OURS_TUN4, count=2, timeout=2)
 
-    def rx(go: WgInterface) -> int:
-        peer = go.dump().peer(ours.public_key)
-        assert peer is not None
-        return peer.rx_bytes
-
-    before2, before3 = rx(go2), rx(go3)
+    before2, before3 = _rx_from(go2, ours), _rx_from(go3, ours)
     count = 10
     replies = ours_ns.ping_each("10.98.3.1", count=count, interval=0.02, timeout=2)
     assert all(r is not None for r in replies)
-    grown2, grown3 = rx(go2) - before2, rx(go3) - before3
+    grown2, grown3 = _rx_from(go2, ours) - before2, _rx_from(go3, ours) - before3
     # Each 84-byte echo request becomes at least 84 + 32 bytes of WireGuard on go3 only;
     # go2 may at most see one keepalive (32 bytes) meanwhile.
     assert grown3 >= count * (84 + WG_MESSAGE_OVERHEAD)
@@ -503,7 +536,56 @@ def test_two_peers_with_distinct_allowed_ips(lab):
     assert ours2 is not None
     assert set(ours2.allowed_ips) == {"10.99.0.2/32", "10.98.2.0/24"}
     assert ours2.endpoint == f"10.212.0.2:{GO_PORT}"
-    _assert_alive(ours, go2, go3)
+    _assert_healthy(ours, go2, go3)
+
+
+def test_allowed_ip_moves_to_the_peer_that_claims_it(lab):
+    ours_ns, ours, go2, go3 = _two_peers(lab)
+    assert ours_ns.ping("10.98.3.1", count=3, timeout=2)
+    assert ours_ns.ping("10.98.2.1", count=3, timeout=2)
+    # wg(8): an allowed IP belongs to one peer; giving it to go2 takes it from go3.
+    ours.wg_set("peer", go2.public_key, "allowed-ips", "10.99.0.2/32,10.98.2.0/24,10.98.3.0/24")
+    dump = ours.dump()
+    ours3 = dump.peer(go3.public_key)
+    ours2 = dump.peer(go2.public_key)
+    assert ours3 is not None
+    assert ours2 is not None
+    assert set(ours3.allowed_ips) == {"10.99.0.3/32"}
+    assert set(ours2.allowed_ips) == {"10.99.0.2/32", "10.98.2.0/24", "10.98.3.0/24"}
+    time.sleep(0.3)
+    before2, before3 = _rx_from(go2, ours), _rx_from(go3, ours)
+    count = 5
+    # go2 does not own 10.98.3.1 and does not forward, so no reply comes back ...
+    assert not ours_ns.ping("10.98.3.1", count=count, interval=0.05, timeout=0.5)
+    # ... but the requests went to go2, not go3.
+    assert _rx_from(go2, ours) - before2 >= count * (84 + WG_MESSAGE_OVERHEAD)
+    assert _rx_from(go3, ours) - before3 <= 2 * WG_MESSAGE_OVERHEAD
+    _assert_healthy(ours, go2, go3)
+
+
+def test_wg_setconf_replaces_and_addconf_adds_peers(lab):
+    ours_ns, ours, go2, go3 = _two_peers(lab)
+    assert ours_ns.ping("10.98.2.1", count=3, timeout=2)
+    peer3 = next(p for p in ours.config.peers if p.public_key == go3.public_key)
+    peer2 = next(p for p in ours.config.peers if p.public_key == go2.public_key)
+    only3 = lab.workdir / "only3.conf"
+    only3.write_text(
+        render_wg_setconf(WgInterfaceConfig(ours.config.private_key, (), OURS_PORT, None, (peer3,)))
+    )
+    ours_ns.run("wg", "setconf", ours.ifname, str(only3))
+    assert {p.public_key for p in ours.dump().peers} == {go3.public_key}
+    assert ours_ns.ping("10.98.3.1", count=3, timeout=2)
+    assert not ours_ns.ping("10.98.2.1", count=2, timeout=0.5)
+    add2 = lab.workdir / "add2.conf"
+    add2.write_text(
+        f"[Peer]\nPublicKey = {peer2.public_key}\n"
+        f"AllowedIPs = {', '.join(peer2.allowed_ips)}\nEndpoint = {peer2.endpoint}\n"
+    )
+    ours_ns.run("wg", "addconf", ours.ifname, str(add2))
+    assert {p.public_key for p in ours.dump().peers} == {go2.public_key, go3.public_key}
+    assert ours_ns.ping("10.98.2.1", count=3, timeout=2)
+    assert ours.dump().listen_port == OURS_PORT
+    _assert_healthy(ours, go2, go3)
 
 
 # ------------------------------------------------------------------ wg show / wg set
@@ -529,6 +611,7 @@ def test_wg_show_reads_our_interface(pair):
     assert peer.tx_bytes > 0
     assert dump.listen_port == OURS_PORT
     assert dump.public_key == pair.ours.public_key
+    assert pair.ours.ifname in pair.ours_ns.run("wg", "show", "interfaces").stdout.split()
     # The private key is readable only through `wg show IF private-key` (root).
     assert pair.ours.show("private-key").strip() == pair.ours.config.private_key
 
@@ -581,7 +664,7 @@ def test_peer_remove_and_readd_while_traffic_flows(pair):
     assert not any(during), "traffic still reached the removed peer"
     assert any(after), "traffic did not resume after the peer was re-added"
     assert pair.go.public_key in pair.ours.show("peers")
-    _assert_alive(pair.ours, pair.go)
+    _assert_healthy(pair.ours, pair.go)
 
 
 # ------------------------------------------------------------------ CLI contract

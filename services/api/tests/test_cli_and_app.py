@@ -155,3 +155,44 @@ async def test_a_missing_dependency_is_a_503_problem(h, api_pool, database_url):
     async with h.http_client(app, boot.token) as admin:
         response = await admin.get("/v1/relays/nearest")
     h.assert_problem(response, 503)
+
+
+async def test_version_and_subcommand_help():
+    code, out, _ = await _cli("--version", env={})
+    assert code == 0
+    assert out.startswith("zerogate-api ")
+    code, out, _ = await _cli("bootstrap", "--help", env={})
+    assert code == 0
+    for text in ("--account-slug", "--email", "JSON"):
+        assert text in out
+    code, out, _ = await _cli("--help", env={})
+    assert "ZG_DATABASE_URL" in out
+    assert "exit codes" in out
+    code, _, err = await _cli("frobnicate", env={})
+    assert code == 2
+    assert "invalid choice" in err
+
+
+async def test_bootstrap_writes_nothing_but_its_json_line(database_url):
+    """stdout is exactly one JSON line and stderr stays empty, so scripts can
+    ``TOKEN=$(zerogate-api bootstrap ... | jq -r .token)``."""
+    slug = f"cli-{uuid.uuid4().hex[:8]}"
+    code, out, err = await _cli(
+        "bootstrap",
+        "--account-slug",
+        slug,
+        "--email",
+        "ops@x.test",
+        env={"ZG_DATABASE_URL": database_url},
+    )
+    assert code == 0
+    assert err == ""
+    assert out.endswith("\n")
+    assert out.count("\n") == 1
+    line = json.loads(out)
+    assert list(line) == ["account_id", "actor_id", "token"]
+    assert str(uuid.UUID(line["account_id"])) == line["account_id"]
+    assert str(uuid.UUID(line["actor_id"])) == line["actor_id"]
+    token_id, secret = line["token"].split(".", 1)
+    assert str(uuid.UUID(token_id)) == token_id
+    assert len(secret) >= 43

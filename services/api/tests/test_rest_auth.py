@@ -143,3 +143,34 @@ async def test_tokens_list_get_and_revoke(h, tenant):
     assert (await tenant.http.delete(f"/v1/tokens/{created['id']}")).status_code == 204
     h.assert_problem(await tenant.http.delete(f"/v1/tokens/{created['id']}"), 404)
     h.assert_problem(await tenant.http.get(f"/v1/tokens/{created['id']}"), 404)
+
+
+async def test_a_token_that_expires_after_issue_is_401_and_no_longer_listed(
+    app, h, tenant, api_pool
+):
+    """Issued through REST, then its expiry passes (moved into the past in the
+    database): 401 at once, and it leaves the list of live tokens."""
+    created = await tenant.create("/v1/tokens", {"name": "short-lived"})
+    async with h.http_client(app, created["token"]) as holder:
+        assert (await holder.get("/v1/actors")).status_code == 200
+        async with api_pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE tokens SET expires_at = now() - interval '1 second' WHERE id = $1",
+                uuid.UUID(created["id"]),
+            )
+        for path in ("/v1/account", "/v1/actors", f"/v1/tokens/{created['id']}"):
+            response = await holder.get(path)
+            h.assert_problem(response, 401)
+            assert response.headers["www-authenticate"] == "Bearer"
+    listed = (await tenant.http.get("/v1/tokens")).json()["data"]
+    assert created["id"] not in {t["id"] for t in listed}
+    h.assert_problem(await tenant.http.get(f"/v1/tokens/{created['id']}"), 404)
+
+
+async def test_a_disabled_actors_token_and_a_deleted_actors_token_are_401(app, h, tenant):
+    bot = await h.make_actor(tenant, "api_client")
+    created = await tenant.create("/v1/tokens", {"actor_id": bot["id"]})
+    async with h.http_client(app, created["token"]) as robot:
+        assert (await robot.get("/v1/account")).status_code == 200
+        assert (await tenant.http.delete(f"/v1/actors/{bot['id']}")).status_code == 204
+        h.assert_problem(await robot.get("/v1/account"), 401)

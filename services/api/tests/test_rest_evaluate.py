@@ -31,12 +31,7 @@ async def _evaluate(tenant, **body):
 async def test_default_deny_without_policies(h, tenant):
     _, resource, _, actor = await _setup(h, tenant)
     result = await _evaluate(tenant, actor_id=actor["id"], resource_id=resource["id"])
-    assert result == {
-        "decision": "deny",
-        "policy_id": None,
-        "expires_at": None,
-        "violated_properties": [],
-    }
+    assert result == {"decision": "deny", "violated_properties": []}
 
 
 async def test_group_membership_grants_and_removal_revokes(h, tenant):
@@ -48,12 +43,7 @@ async def test_group_membership_grants_and_removal_revokes(h, tenant):
     assert denied["decision"] == "deny"
     await tenant.http.put(f"/v1/groups/{group['id']}/members", json={"actor_ids": [actor["id"]]})
     allowed = await _evaluate(tenant, actor_id=actor["id"], resource_id=resource["id"])
-    assert allowed == {
-        "decision": "allow",
-        "policy_id": policy["id"],
-        "expires_at": None,
-        "violated_properties": [],
-    }
+    assert allowed == {"decision": "allow", "expires_at": None, "policy_id": policy["id"]}
     await tenant.http.post(f"/v1/policies/{policy['id']}/disable")
     assert (await _evaluate(tenant, actor_id=actor["id"], resource_id=resource["id"]))[
         "decision"
@@ -96,17 +86,13 @@ async def test_time_window_gives_expiry_and_country_fails_closed(h, tenant):
         resource_id=resource["id"],
         context={"time": inside, "country": "de"},
     )
+    assert set(result) == {"decision", "expires_at", "policy_id"}
     assert result["decision"] == "allow"
     assert datetime.fromisoformat(result["expires_at"]) == datetime(2026, 11, 25, 16, tzinfo=UTC)
     unknown_country = await _evaluate(
         tenant, actor_id=actor["id"], resource_id=resource["id"], context={"time": inside}
     )
-    assert unknown_country == {
-        "decision": "deny",
-        "policy_id": None,
-        "expires_at": None,
-        "violated_properties": ["remote_country"],
-    }
+    assert unknown_country == {"decision": "deny", "violated_properties": ["remote_country"]}
     saturday = await _evaluate(
         tenant,
         actor_id=actor["id"],

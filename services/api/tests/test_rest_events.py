@@ -176,3 +176,53 @@ async def test_failed_changes_publish_nothing(h, tenant, recorder):
     resource = await h.make_resource(tenant, site["id"])
     await recorder.expect("resource", "created", resource_id=resource["id"])
     assert recorder.subjects() == ["zg.v1.events.resource.created"]
+
+
+async def test_moving_a_policy_or_resource_announces_the_old_ids_too(h, tenant, recorder):
+    """A policy moved to another group or resource stops granting the old pair, and a
+    resource moved to another site leaves the old site's gateways: subscribers keyed
+    by the old ids must hear of it."""
+    http = tenant.http
+    site, new_site = await h.make_site(tenant), await h.make_site(tenant)
+    resource = await h.make_resource(tenant, site["id"])
+    other_resource = await h.make_resource(tenant, site["id"], address="10.8.0.0/16")
+    group, other_group = await h.make_group(tenant), await h.make_group(tenant)
+    policy = await tenant.create(
+        "/v1/policies", {"group_id": group["id"], "resource_id": resource["id"]}
+    )
+    moved = await http.patch(
+        f"/v1/policies/{policy['id']}",
+        json={"group_id": other_group["id"], "resource_id": other_resource["id"]},
+    )
+    assert moved.status_code == 200, moved.text
+    await recorder.expect(
+        "policy",
+        "updated",
+        policy_id=policy["id"],
+        group_id=group["id"],
+        resource_id=resource["id"],
+    )
+    await recorder.expect(
+        "policy",
+        "updated",
+        policy_id=policy["id"],
+        group_id=other_group["id"],
+        resource_id=other_resource["id"],
+    )
+    # A change that keeps the pair is announced once.
+    await http.patch(f"/v1/policies/{policy['id']}", json={"description": "same pair"})
+    await http.patch(f"/v1/resources/{resource['id']}", json={"site_id": new_site["id"]})
+    await recorder.expect("resource", "updated", resource_id=resource["id"], site_id=site["id"])
+    await recorder.expect("resource", "updated", resource_id=resource["id"], site_id=new_site["id"])
+    policy_updates = [e for s, e in recorder.events if s == "zg.v1.events.policy.updated"]
+    assert len(policy_updates) == 3
+    resource_updates = [
+        (e.resource_id, e.site_id)
+        for s, e in recorder.events
+        if s == "zg.v1.events.resource.updated"
+    ]
+    # Old site first, then the current one.
+    assert resource_updates == [
+        (uuid.UUID(resource["id"]), uuid.UUID(site["id"])),
+        (uuid.UUID(resource["id"]), uuid.UUID(new_site["id"])),
+    ]

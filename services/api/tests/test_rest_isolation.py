@@ -207,3 +207,51 @@ async def test_account_b_gets_404_for_account_a_objects_everywhere(h, world):
     assert [m["id"] for m in members] == [ids["actor_id"]]
     gw_tokens = (await a.http.get(f"/v1/sites/{ids['site_id']}/gateway_tokens")).json()["data"]
     assert [t["id"] for t in gw_tokens] == [ids["gateway_token_id"]]
+
+
+async def test_own_objects_cannot_be_pointed_at_another_accounts_ids(h, world):
+    """B changing B's own objects to reference A's ids (in bodies and filters) gets
+    404 or an empty list, never 403, and B's objects stay as they were."""
+    _, b, ids = world
+    site = await h.make_site(b)
+    resource = await h.make_resource(b, site["id"])
+    group = await h.make_group(b)
+    actor = await h.make_actor(b)
+    policy = await b.create(
+        "/v1/policies", {"group_id": group["id"], "resource_id": resource["id"]}
+    )
+    attempts = [
+        ("PATCH", f"/v1/policies/{policy['id']}", {"group_id": ids["group_id"]}),
+        ("PATCH", f"/v1/policies/{policy['id']}", {"resource_id": ids["resource_id"]}),
+        ("PATCH", f"/v1/resources/{resource['id']}", {"site_id": ids["site_id"]}),
+        ("POST", "/v1/policies", {"group_id": group["id"], "resource_id": ids["resource_id"]}),
+        ("POST", "/v1/policies", {"group_id": ids["group_id"], "resource_id": resource["id"]}),
+        ("PUT", f"/v1/groups/{group['id']}/members", {"actor_ids": [actor["id"], ids["actor_id"]]}),
+        (
+            "POST",
+            "/v1/policies/evaluate",
+            {"actor_id": actor["id"], "resource_id": ids["resource_id"]},
+        ),
+        (
+            "POST",
+            "/v1/policies/evaluate",
+            {"actor_id": ids["actor_id"], "resource_id": resource["id"]},
+        ),
+        ("POST", "/v1/tokens", {"actor_id": ids["api_client_id"]}),
+    ]
+    for method, path, body in attempts:
+        response = await b.http.request(method, path, json=body)
+        h.assert_problem(response, 404)
+    for path, params in [
+        ("/v1/policies", {"group_id": ids["group_id"]}),
+        ("/v1/policies", {"resource_id": ids["resource_id"]}),
+        ("/v1/resources", {"site_id": ids["site_id"]}),
+        ("/v1/clients", {"actor_id": ids["actor_id"]}),
+    ]:
+        response = await b.http.get(path, params=params)
+        assert response.status_code == 200
+        assert response.json()["data"] == []
+    assert (await b.http.get(f"/v1/policies/{policy['id']}")).json() == policy
+    assert (await b.http.get(f"/v1/resources/{resource['id']}")).json() == resource
+    members = (await b.http.get(f"/v1/groups/{group['id']}/members")).json()["data"]
+    assert members == []

@@ -96,6 +96,51 @@ async def test_client_tokens_only_for_service_accounts(h, tenant):
     )
 
 
+async def test_gateway_token_is_shown_once_reusable_and_revocable(h, tenant, api_pool):
+    """One gateway token serves any number of gateways of its site, is never shown
+    again after creation, and stops working the moment it is revoked."""
+    from zerogate.api.tokens.repository import verify_token
+
+    site, other_site = await h.make_site(tenant), await h.make_site(tenant)
+    created = await tenant.create(f"/v1/sites/{site['id']}/gateway_tokens", {"name": "k8s"})
+    assert created["type"] == "gateway"
+    assert created["site_id"] == site["id"]
+    assert created["actor_id"] is None
+    listed = (await tenant.http.get(f"/v1/sites/{site['id']}/gateway_tokens")).json()["data"]
+    assert [t["id"] for t in listed] == [created["id"]]
+    assert "token" not in listed[0]
+    async with api_pool.acquire() as conn:
+        for _ in range(3):  # reusable: verifying it changes nothing
+            grant = await verify_token(conn, created["token"], types=frozenset({"gateway"}))
+            assert grant is not None
+            assert str(grant.site_id) == site["id"]
+    gateways = [await h.make_gateway(api_pool, tenant, site["id"], f"gw-{i}") for i in range(3)]
+    assert len({g.ipv4 for g in gateways}) == 3
+    shown = (await tenant.http.get(f"/v1/sites/{site['id']}/gateways")).json()["data"]
+    assert {g["external_id"] for g in shown} == {"gw-0", "gw-1", "gw-2"}
+    # Revoking through the wrong site is not found and changes nothing.
+    wrong = await tenant.http.delete(f"/v1/sites/{other_site['id']}/gateway_tokens/{created['id']}")
+    h.assert_problem(wrong, 404)
+    revoke = await tenant.http.delete(f"/v1/sites/{site['id']}/gateway_tokens/{created['id']}")
+    assert revoke.status_code == 204
+    async with api_pool.acquire() as conn:
+        assert await verify_token(conn, created["token"]) is None
+    assert (await tenant.http.get(f"/v1/sites/{site['id']}/gateway_tokens")).json()["data"] == []
+    h.assert_problem(
+        await tenant.http.delete(f"/v1/sites/{site['id']}/gateway_tokens/{created['id']}"), 404
+    )
+
+
+async def test_client_tokens_are_refused_for_every_other_actor_type(h, tenant):
+    for actor_type in ("account_user", "account_admin_user", "api_client"):
+        actor = await h.make_actor(tenant, actor_type)
+        response = await tenant.http.post(f"/v1/actors/{actor['id']}/client_tokens", json={})
+        assert "service_account" in h.assert_problem(response, 422)["detail"]
+    h.assert_problem(
+        await tenant.http.post(f"/v1/actors/{tenant.actor_id}/client_tokens", json={}), 422
+    )
+
+
 # ---------------------------------------------------------------------- groups
 
 
@@ -228,6 +273,79 @@ async def test_resource_bad_addresses_are_422(h, tenant, type_, address):
     )
     body = h.assert_problem(response, 422)
     assert "address" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("type_", "address", "reason"),
+    [
+        # DNS: wildcard in the top-level label, bare TLDs, localhost, too broad.
+        ("dns", "intranet.*", "top-level"),
+        ("dns", "corp.c?m", "top-level"),
+        ("dns", "com", "single label"),
+        ("dns", "localhost", "localhost"),
+        ("dns", "db.LOCALHOST.", "localhost"),
+        ("dns", "**.de", "too broad"),
+        ("dns", "**.**.example.com", "'**' twice"),
+        ("dns", "bad_label!.example.com", "not allowed"),
+        # IP space: the internet, loopback, link-local and DESIGN.md's own ranges.
+        ("cidr", "::/0", "internet resource"),
+        ("cidr", "0.0.0.0/0", "internet resource"),
+        ("ip", "::1", "loopback"),
+        ("cidr", "127.0.0.0/8", "loopback"),
+        ("cidr", "169.254.0.0/16", "link-local"),
+        ("ip", "fe80::1", "link-local"),
+        ("cidr", "100.64.0.0/10", "tunnel"),
+        ("ip", "fd00:2021:1111::5", "tunnel"),
+        ("cidr", "100.96.0.0/12", "DNS proxy"),
+        ("ip", "fd00:2021:1111:8000::1", "DNS proxy"),
+        ("ip", "100.100.111.1", "DNS proxy"),
+        ("ip", "10.0.0.5/24", "network"),
+    ],
+)
+async def test_resource_refusals_reach_rest_with_a_clear_detail(h, tenant, type_, address, reason):
+    site = await h.make_site(tenant)
+    response = await tenant.http.post(
+        "/v1/resources",
+        json={"type": type_, "address": address, "name": "x", "site_id": site["id"]},
+    )
+    body = h.assert_problem(response, 422)
+    assert body["detail"].startswith("address: ")
+    assert reason in body["detail"]
+    # The same rules hold when an existing resource is changed.
+    resource = await h.make_resource(
+        tenant,
+        site["id"],
+        type=type_,
+        address=(
+            "ok.example.com"
+            if type_ == "dns"
+            else "192.0.2.0/24"
+            if type_ == "cidr"
+            else "192.0.2.1"
+        ),
+    )
+    patched = await tenant.http.patch(f"/v1/resources/{resource['id']}", json={"address": address})
+    assert reason in h.assert_problem(patched, 422)["detail"]
+
+
+@pytest.mark.parametrize(
+    ("type_", "address", "expected"),
+    [
+        ("cidr", "10.0.0.5/24", "10.0.0.0/24"),
+        ("cidr", "10.0.0.5", "10.0.0.5/32"),
+        ("cidr", "2001:DB8::1/32", "2001:db8::/32"),
+        ("ip", "10.0.0.5/32", "10.0.0.5"),
+        ("ip", "2001:db8::5/128", "2001:db8::5"),
+        ("dns", "**.Corp.Example.COM.", "**.corp.example.com"),
+        ("dns", "DB-?.example.com", "db-?.example.com"),
+        ("dns", "bücher.example", "xn--bcher-kva.example"),
+    ],
+)
+async def test_resource_host_prefixes_and_names_are_normalised(h, tenant, type_, address, expected):
+    site = await h.make_site(tenant)
+    resource = await h.make_resource(tenant, site["id"], type=type_, address=address)
+    assert resource["address"] == expected
+    assert (await tenant.http.get(f"/v1/resources/{resource['id']}")).json()["address"] == expected
 
 
 async def test_resource_filters_are_validated_and_normalised(h, tenant):

@@ -181,3 +181,42 @@ async def test_heartbeat_resent_at_once_after_a_bus_reconnect(tmp_path: Path) ->
         if service is not None:
             await service.close()
         server.stop()
+
+
+@pytest.mark.slow
+async def test_relay_serves_while_the_bus_is_down_and_joins_when_it_comes(
+    tmp_path: Path,
+) -> None:
+    server = NatsServer(tmp_path / "nats")  # picks a free port; not started yet
+    service = RelayService(_settings(server.url, relay_id="relay-hb-late"))
+    await service.start()
+    watcher = None
+    try:
+        # TURN works without the bus
+        username, password = rest_api_credentials(SECRET.encode(), "late", int(time.time()) + 60)
+        client = TurnTestClient(("127.0.0.1", service.port), username, password)
+        try:
+            assert (await client.allocate())[0] == "127.0.0.1"
+        finally:
+            client.close()
+        healthy, text = service.health()
+        assert healthy
+        assert "bus down" in text
+        assert "zerogate_relay_bus_connected 0" in service.metrics_text()
+        assert service.heartbeat.sent == 0
+
+        await asyncio.to_thread(server.start)
+        assert await eventually(lambda: service.heartbeat.sent >= 1, 15)
+        watcher = await Bus.connect(server.url, name="late-watcher")
+        box = Inbox()
+        await watcher.subscribe(subjects.RELAY_HEARTBEAT, RelayHeartbeat, box)
+        await watcher.flush()
+        hb = await box.next(timeout=5.0)
+        assert hb.relay_id == "relay-hb-late"
+        assert hb.load == 1
+        assert "bus connected" in service.health()[1]
+    finally:
+        if watcher is not None:
+            await watcher.close()
+        await service.close()
+        server.stop()

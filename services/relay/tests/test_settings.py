@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from zerogate.relay.main import serve_parser
 from zerogate.relay.settings import RelaySettings
 
-BASE = {"auth_secret": "s3cret", "public_ip": "198.51.100.7"}
+BASE: dict[str, Any] = {"auth_secret": "s3cret", "public_ip": "198.51.100.7"}
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +79,7 @@ def test_public_ip_defaults_to_a_specific_listen_ip() -> None:
         ({"nats_url": "http://x"}, "nats_url"),
     ],
 )
-def test_bad_settings_name_the_field(overrides: dict[str, object], field: str) -> None:
+def test_bad_settings_name_the_field(overrides: dict[str, Any], field: str) -> None:
     with pytest.raises((ValidationError, ValueError)) as info:
         RelaySettings(**{**BASE, **overrides})
     if isinstance(info.value, ValidationError):

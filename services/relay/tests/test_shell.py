@@ -306,3 +306,19 @@ async def test_ipv6_channel_data() -> None:
                 assert raw[4:] == b"v6 down"
         finally:
             client.close()
+
+
+async def test_kernel_buffers_are_raised(relay: RelayService) -> None:
+    import os
+
+    requested = relay.settings.socket_buffer
+    sock = relay.shell._listen[4]
+    rcv = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    snd = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    if os.geteuid() == 0:
+        # Linux doubles the value it was given (socket(7)); *BUFFORCE ignores rmem_max.
+        assert rcv >= requested
+        assert snd >= requested
+    else:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
+            assert rcv >= plain.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)

@@ -1,14 +1,20 @@
 """Two ``zerogate-wg up`` interfaces in two namespaces, driven from outside like an
 operator would: wg-quick files, the stock ``wg`` tool, signals, real traffic.
 
-Underlay (veth):  a 10.211.0.1/24 :51830  <->  b 10.211.0.2/24 :51831
+Underlay (veth):  a 10.211.0.1/24 :51830  <->  b 10.211.0.2/24 :51831 (or fd00:211::1/2)
 Tunnel:           a 10.98.0.1, fd00:98::1  <->  b 10.98.0.2, fd00:98::2
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
+import os
 import re
 import shutil
+import socket
+import struct
 import sys
 import time
 from collections.abc import Iterator
@@ -39,6 +45,7 @@ if shutil.which("wg") is None:
 pytestmark = [pytest.mark.netns]
 
 A_UNDER, B_UNDER = "10.211.0.1", "10.211.0.2"
+A_UNDER6, B_UNDER6 = "fd00:211::1", "fd00:211::2"
 A_PORT, B_PORT = 51830, 51831
 A4, B4, A6, B6 = "10.98.0.1", "10.98.0.2", "fd00:98::1", "fd00:98::2"
 MTU = 1420
@@ -63,9 +70,14 @@ class Pair:
     b: WgInterface
 
 
-def build_pair(lab: NetLab, *, plain: bool = False) -> Pair:
+def build_pair(lab: NetLab, *, plain: bool = False, v6_underlay: bool = False) -> Pair:
     a_ns, b_ns = lab.namespace("a"), lab.namespace("b")
-    lab.link(a_ns, b_ns, [f"{A_UNDER}/24"], [f"{B_UNDER}/24"])
+    if v6_underlay:
+        lab.link(a_ns, b_ns, [f"{A_UNDER6}/64"], [f"{B_UNDER6}/64"])
+        b_endpoint = f"[{B_UNDER6}]:{B_PORT}"
+    else:
+        lab.link(a_ns, b_ns, [f"{A_UNDER}/24"], [f"{B_UNDER}/24"])
+        b_endpoint = f"{B_UNDER}:{B_PORT}"
     a_keys, b_keys = wg_keypair(), wg_keypair()
     a_cfg = WgInterfaceConfig(
         private_key=a_keys.private,
@@ -76,7 +88,7 @@ def build_pair(lab: NetLab, *, plain: bool = False) -> Pair:
             WgPeerConfig(
                 public_key=b_keys.public,
                 allowed_ips=(f"{B4}/32", f"{B6}/128"),
-                endpoint=f"{B_UNDER}:{B_PORT}",
+                endpoint=b_endpoint,
             ),
         ),
     )
@@ -124,6 +136,16 @@ def test_tunnel_carries_ping_and_tcp_in_both_families(lab: NetLab, plain: bool) 
     assert set(peer_b.allowed_ips) == {f"{B4}/32", f"{B6}/128"}
     assert peer_b.tx_bytes > 40 * MB
     assert peer_a.rx_bytes > 40 * MB
+
+
+def test_ipv6_underlay(lab: NetLab) -> None:
+    pair = build_pair(lab, v6_underlay=True)
+    assert pair.a_ns.ping(B4, count=3, timeout=3)
+    result = tcp_transfer(pair.a_ns, pair.b_ns, B4, 5201, 10 * MB, timeout=60)
+    assert result.intact, result
+    peer_a = pair.b.dump().peer(pair.a.public_key)
+    assert peer_a is not None
+    assert peer_a.endpoint == f"[{A_UNDER6}]:{A_PORT}"
 
 
 def test_wg_set_removes_and_adds_a_peer(lab: NetLab) -> None:
@@ -211,3 +233,48 @@ def test_a_peer_can_be_given_its_own_path(lab: NetLab, tmp_path) -> None:
     assert "192.0.2.99:4242" in out
     proc.stop()
     assert not (SOCKET_DIR / f"{a_name}.sock").exists()
+
+
+def _initiation_with_valid_mac1(responder_public: bytes, filler: bytes) -> bytes:
+    """A 148-byte initiation (whitepaper §5.4.2) whose mac1 is right and all else junk.
+
+    mac1 = MAC(HASH("mac1----" || Spub_responder), msg[0:116]) (§5.4.4), where
+    HASH is BLAKE2s-256 and MAC is keyed BLAKE2s-128.
+    """
+    body = struct.pack("<I", 1) + filler[:112].ljust(112, b"\x00")  # type 1, then junk
+    key = hashlib.blake2s(b"mac1----" + responder_public).digest()
+    mac1 = hashlib.blake2s(body, digest_size=16, key=key).digest()
+    return body + mac1 + bytes(16)
+
+
+def test_an_initiation_flood_is_answered_with_cookies_then_load_ends(lab: NetLab) -> None:
+    """Whitepaper §5.3: under load, initiations without mac2 get a cookie reply."""
+    a_ns, b_ns = lab.namespace("a"), lab.namespace("b")
+    lab.link(a_ns, b_ns, [f"{A_UNDER}/24"], [f"{B_UNDER}/24"])
+    a_keys = wg_keypair()
+    a = start_zerogate_wg(
+        a_ns,
+        WgInterfaceConfig(private_key=a_keys.private, addresses=(f"{A4}/24",), listen_port=A_PORT),
+    )
+    responder = base64.b64decode(a_keys.public)
+    cookie_reply_type, cookie_reply_size = 3, 64  # §5.4.7
+    with b_ns.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((B_UNDER, 0))
+        sock.settimeout(2.0)
+        for i in range(600):  # bounded flood: 600 datagrams to an address we made
+            sock.sendto(_initiation_with_valid_mac1(responder, os.urandom(112)), (A_UNDER, A_PORT))
+            if i % 50 == 49:
+                time.sleep(0.005)
+        cookies = 0
+        with contextlib.suppress(TimeoutError):
+            while True:
+                data = sock.recv(2048)
+                if len(data) == cookie_reply_size and data[0] == cookie_reply_type:
+                    cookies += 1
+        assert cookies > 0, a.process.output()[-2000:]
+        time.sleep(2.5)  # the under-load state ends 1 s after the last flood
+        sock.sendto(_initiation_with_valid_mac1(responder, os.urandom(112)), (A_UNDER, A_PORT))
+        sock.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            sock.recv(2048)
+    assert "under load" in a.process.output()

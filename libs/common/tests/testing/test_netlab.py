@@ -171,6 +171,8 @@ def test_names_are_unique_and_fit_ifnamsiz(lab):
     assert len(set(names)) == len(names)
     assert all(len(n) <= IFNAMSIZ - 1 for n in names)
     assert all(n.startswith("zg" + str(os.getpid())) for n in names)
+    assert len(lab.tag) == 12
+    assert lab.tag[2 + len(str(os.getpid())) :].isalpha()  # PID digits, then letters
     with NetLab() as other:
         assert other.tag != lab.tag
         assert not set(names) & {other.ifname() for _ in range(50)}
@@ -523,3 +525,21 @@ def test_impair_proxy_delays_and_reorders(lab):
         assert sorted(got) == list(range(100))  # nothing lost
         assert got != sorted(got)  # but reordered by the jitter
         assert proxy.stats_forward.reordered > 0
+
+
+@needs_lab
+@pytest.mark.netns
+def test_interpreter_exit_cleans_up_a_lab_left_open():
+    script = (
+        "from zerogate.common.testing.netlab import NetLab\n"
+        "lab = NetLab()\n"
+        "ns = lab.namespace('left')\n"
+        "proc = ns.spawn(['sleep', '60'])\n"
+        "print(ns.name, proc.pid, flush=True)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    )
+    name, pid = out.stdout.split()
+    assert name not in existing_namespaces()
+    assert _pid_gone(int(pid))

@@ -48,6 +48,8 @@ MAX_COALESCED = 65535 - 60  # an IPv4 total length must fit 16 bits
 MAX_SEGMENTS = 64
 
 _HDR = struct.Struct("<BBHHHH")
+IoVec = list[bytes | memoryview]
+"""The pieces of one TUN write, for ``os.writev`` (no copy into one buffer)."""
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 PLAIN_HEADER = _HDR.pack(VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_GSO_NONE, 0, 0, 0, 0)
@@ -132,6 +134,9 @@ def _segment_tcp(packet: bytearray, mss: int) -> list[bytes]:
     else:
         addresses = int.from_bytes(header[8:40], "big")
     out: list[bytes] = []
+    append = out.append
+    from_bytes = int.from_bytes
+    csum_at = ip_len + 16
     for index, start in enumerate(range(0, total, mss)):
         chunk = payload[start : start + mss]
         size = len(chunk)
@@ -150,12 +155,21 @@ def _segment_tcp(packet: bytearray, mss: int) -> list[bytes]:
             _U16.pack_into(header, 10, checksum(header[:ip_len]))
         else:
             _U16.pack_into(header, 4, tcp_len + size)
-        tcp_part = header_len - ip_len + size
-        pseudo = (addresses + IPPROTO_TCP + tcp_part) % 0xFFFF
-        header[ip_len + 16 : ip_len + 18] = b"\x00\x00"
-        segment = bytes(header) + chunk
-        value = checksum(memoryview(segment)[ip_len:], pseudo)
-        out.append(segment[: ip_len + 16] + _U16.pack(value) + segment[ip_len + 18 :])
+        header[csum_at : csum_at + 2] = b"\x00\x00"
+        # one pass over the payload, straight from the super-packet (no copy)
+        body = from_bytes(chunk, "big")
+        if size & 1:
+            body <<= 8
+        total_sum = (
+            addresses
+            + IPPROTO_TCP
+            + tcp_len
+            + size
+            + from_bytes(header[ip_len:header_len], "big")
+            + body
+        ) % 0xFFFF
+        _U16.pack_into(header, csum_at, ~total_sum & 0xFFFF)
+        append(bytes(header) + chunk)
     return out
 
 
@@ -170,9 +184,9 @@ class TcpCoalescer:
     kernel's own GRO (net/ipv4/tcp_offload.c).
     """
 
-    def coalesce(self, packets: list[bytes]) -> list[bytes]:
-        """Return buffers ready for ``os.write`` (each with a virtio_net_hdr)."""
-        out: list[bytes] = []
+    def coalesce(self, packets: list[bytes]) -> list[IoVec]:
+        """Return one buffer list per ``os.writev``, each starting with a virtio_net_hdr."""
+        out: list[IoVec] = []
         append = out.append
         run: list[bytes] = []
         run_hl = run_t = run_mss = run_bytes = next_seq = 0
@@ -197,9 +211,9 @@ class TcpCoalescer:
             hl = t + ((p[t + 12] >> 4) << 2) if t else 0
             if not t or hl < t + 20 or n < hl:
                 if run:
-                    append(_emit(run, run_t, run_hl, run_mss))
+                    append(_emit(run, run_t, run_hl, run_mss, run_bytes))
                     run = []
-                append(PLAIN_HEADER + p)
+                append([PLAIN_HEADER, p])
                 continue
             flags = p[t + 13]
             size = n - hl
@@ -227,14 +241,14 @@ class TcpCoalescer:
                 run_bytes += size
                 next_seq = (seq + size) & 0xFFFFFFFF
                 if size < run_mss or flags & TCP_FLAG_PSH:
-                    append(_emit(run, run_t, run_hl, run_mss))
+                    append(_emit(run, run_t, run_hl, run_mss, run_bytes))
                     run = []
                 continue
             if run:
-                append(_emit(run, run_t, run_hl, run_mss))
+                append(_emit(run, run_t, run_hl, run_mss, run_bytes))
                 run = []
             if size == 0 or flags & ~TCP_FLAG_ACK:
-                append(PLAIN_HEADER + p)  # SYN/FIN/RST/URG/CWR/PSH, pure ACKs: alone
+                append([PLAIN_HEADER, p])  # SYN/FIN/RST/URG/CWR/PSH, pure ACKs: alone
                 continue
             run = [p]
             run_t = t
@@ -246,17 +260,16 @@ class TcpCoalescer:
             run_opts = p[t + 14 : t + 16] + p[t + 20 : hl]
             run_ip = ip_same
         if run:
-            append(_emit(run, run_t, run_hl, run_mss))
+            append(_emit(run, run_t, run_hl, run_mss, run_bytes))
         return out
 
 
-def _emit(run: list[bytes], ip_len: int, header_len: int, mss: int) -> bytes:
+def _emit(run: list[bytes], ip_len: int, header_len: int, mss: int, payload_len: int) -> IoVec:
     first = run[0]
     if len(run) == 1:
-        return PLAIN_HEADER + first
+        return [PLAIN_HEADER, first]
     last = run[-1]
     header = bytearray(first[:header_len])
-    payload_len = sum(len(p) for p in run) - header_len * len(run)
     # PSH of the last segment travels on the super-packet.
     header[ip_len + 13] |= last[ip_len + 13] & TCP_FLAG_PSH
     version = first[0] >> 4
@@ -274,6 +287,6 @@ def _emit(run: list[bytes], ip_len: int, header_len: int, mss: int) -> bytes:
     vnet = _HDR.pack(
         VIRTIO_NET_HDR_F_NEEDS_CSUM, gso_type, header_len, mss, ip_len, TCP_CHECKSUM_OFFSET
     )
-    parts = [vnet, bytes(header)]
-    parts.extend(p[header_len:] for p in run)
-    return b"".join(parts)
+    parts: IoVec = [vnet + header]
+    parts += [memoryview(p)[header_len:] for p in run]
+    return parts

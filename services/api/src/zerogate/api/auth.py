@@ -18,7 +18,7 @@ from typing import Annotated, Final
 
 from fastapi import Depends, Request
 
-from zerogate.api.deps import get_pool
+from zerogate.api.deps import pool_of
 from zerogate.api.errors import Forbidden, Unauthorized
 from zerogate.api.tokens.repository import verify_token
 
@@ -44,7 +44,7 @@ def _bearer(request: Request) -> str:
 
 async def authenticate(request: Request) -> Principal:
     text = _bearer(request)
-    async with get_pool(request).acquire() as conn:
+    async with pool_of(request).acquire() as conn:
         grant = await verify_token(conn, text, types=frozenset({"api"}))
     if grant is None or grant.actor_id is None or grant.actor_type is None:
         raise Unauthorized("the token is invalid, expired or revoked")

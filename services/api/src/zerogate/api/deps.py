@@ -1,4 +1,9 @@
-"""FastAPI dependencies shared by the routers: pool, bus, settings."""
+"""FastAPI dependencies shared by the routers: pool, bus, settings.
+
+They are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in
+its thread pool, which cost every request several thread hand-offs for what is
+an attribute read (see ``services/api/bench/bench_rest_list.py``).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +16,20 @@ from zerogate.api.events import Publisher
 from zerogate.api.settings import ApiSettings
 
 
-def get_pool(request: Request) -> Pool:
+def pool_of(request: Request) -> Pool:
+    """The app's pool, for code that is not itself a dependency."""
     return request.app.state.pool
 
 
-def get_publisher(request: Request) -> Publisher | None:
+async def get_pool(request: Request) -> Pool:
+    return request.app.state.pool
+
+
+async def get_publisher(request: Request) -> Publisher | None:
     return cast("Publisher | None", request.app.state.bus)
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     return cast(ApiSettings, request.app.state.settings)
 
 

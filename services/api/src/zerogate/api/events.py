@@ -9,13 +9,14 @@ Published (entity.action → ids besides ``account_id``):
 
 =====================  ==========================================
 policy.created          policy_id, group_id, resource_id
-policy.updated          policy_id, group_id, resource_id
+policy.updated          policy_id, group_id, resource_id (a change of group or
+                        resource announces the old pair first, then the new)
 policy.disabled         policy_id, group_id, resource_id
 policy.enabled          policy_id, group_id, resource_id
 policy.deleted          policy_id, group_id, resource_id (also for each policy a
                         group or resource deletion takes with it)
 resource.created        resource_id, site_id
-resource.updated        resource_id, site_id
+resource.updated        resource_id, site_id (a move announces the old site first)
 resource.deleted        resource_id, site_id
 group.deleted           group_id (after membership.removed for its members)
 membership.removed      group_id, actor_ids

@@ -19,6 +19,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from importlib import metadata
 
 import asyncpg
 
@@ -27,14 +28,51 @@ from zerogate.api.settings import ApiSettings
 from zerogate.common.errors import ZerogateError
 from zerogate.common.settings import load_settings
 
+_EPILOG = """\
+settings (environment):
+  ZG_DATABASE_URL   Postgres URL            ZG_NATS_URL        the bus
+  ZG_API_HOST/PORT  listen address          ZG_MIGRATE_ON_START  migrate before serving
+  ZG_API_TOKEN_TTL_DAYS, ZG_CLIENT_TOKEN_TTL_DAYS, ZG_DB_POOL_MIN/MAX, ZG_LOG_LEVEL
+
+output: migrate and bootstrap print one JSON line on stdout; errors go to stderr.
+exit codes: 0 success, 1 refused or database unreachable, 2 bad settings or arguments.
+"""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("zerogate-api")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zerogate-api", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command")
-    commands.add_parser("serve", help="run the REST API (default)")
-    commands.add_parser("migrate", help="apply pending database migrations and exit")
+    parser = argparse.ArgumentParser(
+        prog="zerogate-api",
+        description="The Zerogate control plane: serve the REST API, apply migrations, "
+        "bootstrap an account.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser(
+        "serve",
+        help="run the REST API (default)",
+        description="Apply pending migrations (unless ZG_MIGRATE_ON_START=false), then serve "
+        "the REST API and answer zg.v1.api.* on the bus until SIGTERM.",
+    )
+    commands.add_parser(
+        "migrate",
+        help="apply pending database migrations and exit",
+        description='Apply pending migrations under an advisory lock; print {"applied": [...]}.',
+    )
     boot = commands.add_parser(
-        "bootstrap", help="create an account, its first admin and an API token"
+        "bootstrap",
+        help="create an account, its first admin and an API token",
+        description="Create an account, its Everyone group, a first account_admin_user and an "
+        'API token; print {"account_id", "actor_id", "token"} as one JSON line. The token '
+        "is shown only here. Exit 1 if the slug exists.",
     )
     boot.add_argument("--account-slug", required=True, help="short unique account name")
     boot.add_argument("--email", required=True, help="email of the first admin")

@@ -56,11 +56,11 @@ def decode_cursor(text: str) -> Cursor:
         raise Invalid("page_cursor is not a cursor this API returned") from exc
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     page_cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> PageParams:
-    """FastAPI dependency for list endpoints."""
+    """FastAPI dependency for list endpoints (async: no thread-pool hop)."""
     return PageParams(limit, decode_cursor(page_cursor) if page_cursor else None)
 
 

@@ -43,6 +43,16 @@ PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 ABOUT_BLANK: Final = "about:blank"
 TYPE_BASE: Final = "https://zerogate.dev/problems/"
 
+#: What a unique constraint or index means to the caller (the generic text otherwise).
+_UNIQUE_DETAILS: Final = {
+    "policies_group_id_resource_id_key": "a policy for this group and resource already exists",
+    "actors_account_email": "an actor with this email already exists",
+    "groups_account_id_name_key": "a group with this name already exists",
+    "sites_account_id_name_key": "a site with this name already exists",
+    "resources_one_internet": "the account already has an internet resource",
+    "accounts_slug_key": "an account with this slug already exists",
+}
+
 _STATUS_BY_ERROR: Final[tuple[tuple[type[ZerogateError], int], ...]] = (
     (NotFound, 404),
     (Unauthorized, 401),
@@ -149,7 +159,9 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, asyncpg.UniqueViolationError | asyncpg.ExclusionViolationError):
         return problem(
             409,
-            "an object with these values already exists",
+            _UNIQUE_DETAILS.get(
+                exc.constraint_name or "", "an object with these values already exists"
+            ),
             instance=path,
             type_=TYPE_BASE + "conflict",
         )

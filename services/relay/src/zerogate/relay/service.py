@@ -97,7 +97,7 @@ class RelayService:
         self.http_port: int | None = None
         self.bus: Bus | None = None
         self.heartbeat = Heartbeat(self.heartbeat_message, settings.heartbeat_interval)
-        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._bus_task: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -118,32 +118,43 @@ class RelayService:
                 f"(http_ip/http_port): {exc.strerror}"
             ) from exc
         if self.settings.nats_url:
-            try:
-                self.bus = await Bus.connect(
-                    self.settings.nats_url,
-                    name=self.settings.relay_id,
-                    on_reconnect=self.heartbeat.poke,
-                )
-            except BusError as exc:
-                await self.close()
-                raise RelayStartError(f"cannot join the bus (ZG_NATS_URL): {exc.detail}") from exc
-            self._heartbeat_task = asyncio.create_task(self.heartbeat.run(self.bus))
+            # The relay serves TURN whether or not the bus is up: join it in the
+            # background (nats-py keeps retrying an unreachable server) and start
+            # heartbeating once connected.
+            self._bus_task = asyncio.create_task(self._join_bus(self.settings.nats_url))
         log.info(
             "relay started",
             extra={
                 "relay_id": self.settings.relay_id,
                 "port": self.port,
                 "http_port": self.http_port,
-                "bus": self.bus is not None,
+                "bus": self.settings.nats_url is not None,
             },
         )
 
+    async def _join_bus(self, url: str) -> None:
+        delay = 1.0
+        while True:
+            try:
+                self.bus = await Bus.connect(
+                    url, name=self.settings.relay_id, on_reconnect=self.heartbeat.poke
+                )
+            except BusError as exc:
+                # not exc.detail: it quotes the URL, which may hold credentials
+                cause = type(exc.__cause__ or exc).__name__
+                log.warning("cannot join the bus yet", extra={"error": cause})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            log.info("joined the bus", extra={"relay_id": self.settings.relay_id})
+            await self.heartbeat.run(self.bus)
+
     async def close(self) -> None:
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
+        if self._bus_task is not None:
+            self._bus_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat_task
-            self._heartbeat_task = None
+                await self._bus_task
+            self._bus_task = None
         if self.bus is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.bus.close(), 5.0)

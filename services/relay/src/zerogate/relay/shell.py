@@ -22,6 +22,10 @@ Why it looks the way it does (all measured on a 2-core box):
 * After any slow-path input the shell drains the core in the fixed order
   commands → transmits → timer (see :mod:`zerogate.proto.turn.server`).
 
+Not done (yet): UDP GSO/GRO (``UDP_SEGMENT``/``UDP_GRO``). Profiles show the
+``sendto`` system call as the largest single cost; GSO would only help where one
+reader batch holds several equal-sized datagrams for the same client.
+
 One relay socket is bound per relay address of an allocation, on the listen
 address of its family (or the wildcard), so a relay behind a 1:1 NAT advertises
 its public address while binding its local one.

@@ -12,7 +12,7 @@ rate limits. ``tc netem`` is deliberately not used (it is often missing), so:
   that maps every flow to a random port, which defeats hole punching and so
   forces traffic through a relay).
 
-Names. Every lab has a tag ``zg<pid><random hex>`` of at most 12 characters.
+Names. Every lab has a tag ``zg<pid><random letters>`` of 12 characters.
 Namespaces are called ``<tag>-<role>``; interface names handed out by
 :meth:`NetLab.ifname` are ``<tag><counter>`` and so fit Linux's 15-character
 limit (``IFNAMSIZ`` 16 with the NUL, linux/if.h) and are unique on the machine.
@@ -67,6 +67,7 @@ import select
 import shutil
 import signal
 import socket
+import string
 import struct
 import subprocess
 import sys
@@ -709,6 +710,7 @@ class NatSite:
 
 _OPEN_LABS: set[NetLab] = set()
 _OPEN_LABS_LOCK = threading.Lock()
+_USED_TAGS: set[str] = set()
 
 
 def _close_all_labs() -> None:
@@ -731,8 +733,17 @@ class NetLab:
         if reason is not None:
             raise LabUnavailable(reason)
         pid = str(os.getpid())
+        # Letters after the digits of the PID keep the boundary unambiguous, so
+        # tags of different processes never collide; within a process a set does.
         rand_len = max(2, MAX_TAG - len(prefix) - len(pid))
-        self.tag = f"{prefix}{pid}{secrets.token_hex(4)[:rand_len]}"[:MAX_TAG]
+        with _OPEN_LABS_LOCK:
+            while True:
+                rand = "".join(secrets.choice(string.ascii_lowercase) for _ in range(rand_len))
+                tag = f"{prefix}{pid}{rand}"
+                if tag not in _USED_TAGS:
+                    _USED_TAGS.add(tag)
+                    break
+        self.tag = tag
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.tag}-"))
         self.namespaces: list[Namespace] = []
         self.processes: list[LabProcess] = []

@@ -74,8 +74,22 @@ class EvaluateRequest(BaseModel):
         return self
 
 
-class EvaluateResponse(BaseModel):
-    decision: Literal["allow", "deny"]
-    policy_id: uuid.UUID | None = None
-    expires_at: datetime | None = None
-    violated_properties: list[str] = Field(default_factory=list)
+class EvaluateAllow(BaseModel):
+    """``{"decision": "allow", "expires_at", "policy_id"}``: ``expires_at`` is the end
+    of the winning policy's time window (``null``: the access does not expire)."""
+
+    decision: Literal["allow"] = "allow"
+    expires_at: datetime | None
+    policy_id: uuid.UUID
+
+
+class EvaluateDeny(BaseModel):
+    """``{"decision": "deny", "violated_properties": [...]}``: the properties whose
+    conditions failed (empty: no enabled policy of the actor's groups names the
+    resource; ``actor_disabled``: the actor is disabled)."""
+
+    decision: Literal["deny"] = "deny"
+    violated_properties: list[str]
+
+
+EvaluateResponse = Annotated[EvaluateAllow | EvaluateDeny, Field(discriminator="decision")]

@@ -18,8 +18,9 @@ from zerogate.api.pagination import Page, PageParams, build_page
 from zerogate.api.policies import repository
 from zerogate.api.policies.repository import DecisionInputs
 from zerogate.api.policies.schemas import (
+    EvaluateAllow,
+    EvaluateDeny,
     EvaluateRequest,
-    EvaluateResponse,
     PolicyCreate,
     PolicyPublic,
     PolicyUpdate,
@@ -131,10 +132,15 @@ async def update_policy(
     if "conditions" in changes:
         changes["conditions"] = normalize_conditions(changes["conditions"])
     async with unit_of_work(pool, publisher) as uow:
-        if await repository.get_policy(uow.conn, principal.account_id, policy_id) is None:
+        before = await repository.get_policy(uow.conn, principal.account_id, policy_id)
+        if before is None:
             raise not_found("policy")
         await _check_refs(uow.conn, principal, changes.get("group_id"), changes.get("resource_id"))
         row = await repository.update_policy(uow.conn, principal.account_id, policy_id, changes)
+        if (before["group_id"], before["resource_id"]) != (row["group_id"], row["resource_id"]):
+            # The policy no longer grants its old group the old resource: announce the
+            # old pair too, so subscribers keyed by group or resource see the loss.
+            _emit(uow, "updated", before)
         _emit(uow, "updated", row)
     return public(row)
 
@@ -167,7 +173,9 @@ async def delete_policy(
         _emit(uow, "deleted", row)
 
 
-async def evaluate(pool: Pool, principal: Principal, body: EvaluateRequest) -> EvaluateResponse:
+async def evaluate(
+    pool: Pool, principal: Principal, body: EvaluateRequest
+) -> EvaluateAllow | EvaluateDeny:
     verified = body.context.client_verified
     async with pool.acquire() as conn:
         actor_id = body.actor_id
@@ -195,7 +203,5 @@ async def evaluate(pool: Pool, principal: Principal, body: EvaluateRequest) -> E
         raise Invalid(f"context: {exc}") from exc
     result = decide_for(inputs, context, None)
     if isinstance(result, Allow):
-        return EvaluateResponse(
-            decision="allow", policy_id=uuid.UUID(result.policy_id), expires_at=result.expires_at
-        )
-    return EvaluateResponse(decision="deny", violated_properties=list(result.violated_properties))
+        return EvaluateAllow(expires_at=result.expires_at, policy_id=uuid.UUID(result.policy_id))
+    return EvaluateDeny(violated_properties=list(result.violated_properties))

@@ -106,13 +106,17 @@ async def update_resource(
         if "site_id" in changes:
             await _require_site(uow.conn, principal, changes["site_id"])
         row = await repository.update_resource(uow.conn, principal.account_id, resource_id, changes)
-        uow.emit(
-            "resource",
-            "updated",
-            principal.account_id,
-            resource_id=resource_id,
-            site_id=row["site_id"],
-        )
+        # A move to another site ends what the old site's gateways serve: announce the
+        # old site too, then the new one (the last event is the current state).
+        sites_touched = [current["site_id"], row["site_id"]]
+        for site_id in dict.fromkeys(sites_touched):
+            uow.emit(
+                "resource",
+                "updated",
+                principal.account_id,
+                resource_id=resource_id,
+                site_id=site_id,
+            )
     return public(row)
 
 

@@ -97,9 +97,9 @@ async def revoke_gateway_token(
     site_id: uuid.UUID,
     token_id: uuid.UUID,
 ) -> None:
-    async with pool.acquire() as conn:
-        await _site(conn, principal, site_id)
-    await token_service.revoke_token(pool, publisher, principal, token_id, site_id=site_id)
+    async with unit_of_work(pool, publisher) as uow:
+        await _site(uow.conn, principal, site_id)
+        await token_service.revoke_in(uow, principal, token_id, site_id=site_id)
 
 
 async def list_gateways(

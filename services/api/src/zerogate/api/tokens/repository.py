@@ -159,7 +159,8 @@ async def verify_token(
 async def get_token(conn: Connection, account_id: uuid.UUID, token_id: uuid.UUID) -> Any:
     return await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM tokens t"
-        " WHERE t.account_id = $1 AND t.id = $2 AND t.revoked_at IS NULL",
+        " WHERE t.account_id = $1 AND t.id = $2 AND t.revoked_at IS NULL"
+        " AND (t.expires_at IS NULL OR t.expires_at > now())",
         account_id,
         token_id,
     )
@@ -174,12 +175,13 @@ async def list_tokens(
     site_id: uuid.UUID | None = None,
     type: TokenType | None = None,
 ) -> list[Any]:
-    """Live (unrevoked) tokens, optionally of one actor, site or type."""
+    """Live (neither revoked nor expired) tokens, optionally of one actor, site or type."""
     clause, args = keyset_clause(params, 6, "t.")
     return list(
         await conn.fetch(
             f"""SELECT {_COLUMNS} FROM tokens t
                 WHERE t.account_id = $1 AND t.revoked_at IS NULL
+                  AND (t.expires_at IS NULL OR t.expires_at > now())
                   AND ($2::uuid IS NULL OR t.actor_id = $2)
                   AND ($3::uuid IS NULL OR t.site_id = $3)
                   AND ($4::text IS NULL OR t.type = $4)

@@ -10,7 +10,7 @@ from zerogate.api.actors import repository as actors
 from zerogate.api.auth import Principal
 from zerogate.api.db import Pool, transaction
 from zerogate.api.errors import Invalid, not_found
-from zerogate.api.events import Publisher, unit_of_work
+from zerogate.api.events import Publisher, UnitOfWork, unit_of_work
 from zerogate.api.pagination import Page, PageParams, build_page
 from zerogate.api.tokens import repository
 from zerogate.api.tokens.schemas import TokenCreate, TokenCreated, TokenPublic
@@ -78,16 +78,25 @@ async def revoke_token(
     site_id: uuid.UUID | None = None,
 ) -> None:
     async with unit_of_work(pool, publisher) as uow:
-        row = await repository.revoke_token(
-            uow.conn, principal.account_id, token_id, site_id=site_id
-        )
-        if row is None:
-            raise not_found("token")
-        uow.emit(
-            "token",
-            "revoked",
-            principal.account_id,
-            token_id=row["id"],
-            actor_id=row["actor_id"],
-            site_id=row["site_id"],
-        )
+        await revoke_in(uow, principal, token_id, site_id=site_id)
+
+
+async def revoke_in(
+    uow: UnitOfWork,
+    principal: Principal,
+    token_id: uuid.UUID,
+    *,
+    site_id: uuid.UUID | None = None,
+) -> None:
+    """Revoke inside the caller's transaction; the event goes out after its commit."""
+    row = await repository.revoke_token(uow.conn, principal.account_id, token_id, site_id=site_id)
+    if row is None:
+        raise not_found("token")
+    uow.emit(
+        "token",
+        "revoked",
+        principal.account_id,
+        token_id=row["id"],
+        actor_id=row["actor_id"],
+        site_id=row["site_id"],
+    )
