@@ -587,3 +587,26 @@ async def test_openapi_and_docs_are_served(app, h):
     assert spec.status_code == 200
     assert "/v1/policies/evaluate" in spec.json()["paths"]
     assert docs.status_code == 200
+
+
+async def test_conditions_and_filters_come_back_in_the_documented_key_order(h, tenant):
+    """jsonb stores keys in its own order; the API answers as documented."""
+    site = await h.make_site(tenant)
+    resource = await h.make_resource(
+        tenant, site["id"], filters=[{"ports": ["443"], "protocol": "tcp"}]
+    )
+    group = await h.make_group(tenant)
+    await tenant.create(
+        "/v1/policies",
+        {
+            "group_id": group["id"],
+            "resource_id": resource["id"],
+            "conditions": [{"values": ["DE"], "operator": "is_in", "property": "remote_country"}],
+        },
+    )
+    got_resource = (await tenant.http.get(f"/v1/resources/{resource['id']}")).json()
+    assert [list(f) for f in got_resource["filters"]] == [["protocol", "ports"]]
+    listed = (await tenant.http.get("/v1/policies", params={"group_id": group["id"]})).json()
+    assert [list(c) for c in listed["data"][0]["conditions"]] == [
+        ["property", "operator", "values"]
+    ]

@@ -316,9 +316,10 @@ async def test_kernel_buffers_are_raised(relay: RelayService) -> None:
     rcv = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     snd = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
     if os.geteuid() == 0:
-        # Linux doubles the value it was given (socket(7)); *BUFFORCE ignores rmem_max.
-        assert rcv >= requested
-        assert snd >= requested
+        # Linux doubles the value it was given (socket(7)); SO_RCVBUFFORCE (33) and
+        # SO_SNDBUFFORCE (32) ignore net.core.rmem_max / wmem_max.
+        assert rcv >= 2 * requested
+        assert snd >= 2 * requested
     else:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
             assert rcv >= plain.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)

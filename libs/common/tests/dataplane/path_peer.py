@@ -6,8 +6,9 @@ Brings the interface of CONFIG up like ``zerogate-wg up`` would, then gives its
 first peer a :class:`SeparateSocketPath`: datagrams for that peer leave from a
 socket of their own (another port), standing in for an ICE pair or a TURN
 channel, and what that socket receives is fed back with ``receive``. The
-core knows the peer by a made-up endpoint (TEST-NET-1, RFC 5737). Runs until
-SIGTERM; prints ``path-port <N>`` once ready.
+core knows the peer by a made-up endpoint (TEST-NET-1, RFC 5737). SIGUSR1
+puts the peer back on the shared socket (at PEER_ENDPOINT). Runs until SIGTERM;
+prints ``path-port <N>`` once ready and ``shared`` after SIGUSR1.
 """
 
 from __future__ import annotations
@@ -59,8 +60,14 @@ async def main() -> None:
     loop.add_reader(path.sock.fileno(), on_readable)
     interface.set_peer_path(config.peers[0].public_key, path)
     print(f"path-port {path.sock.getsockname()[1]}", flush=True)
+
+    def back_to_shared() -> None:
+        interface.set_peer_path(config.peers[0].public_key, None, endpoint=path.real_peer)
+        print("shared", flush=True)
+
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, back_to_shared)
     await stop.wait()
     loop.remove_reader(path.sock.fileno())
     await interface.close()

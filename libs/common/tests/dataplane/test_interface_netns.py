@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import sys
@@ -31,6 +32,7 @@ from zerogate.common.testing.netlab import (
     WgPeerConfig,
     lab_unavailable_reason,
     render_wg_quick,
+    start_wireguard_go,
     start_zerogate_wg,
     tcp_transfer,
     wg_keypair,
@@ -51,14 +53,19 @@ A4, B4, A6, B6 = "10.98.0.1", "10.98.0.2", "fd00:98::1", "fd00:98::2"
 MTU = 1420
 MB = 1000 * 1000
 
+
 # `zerogate-wg up [options] CONFIG`: the lab appends "up CONFIG" to a command;
 # this one puts our option between them.
-PLAIN_COMMAND = [
-    sys.executable,
-    "-c",
-    "import sys; from zerogate.dataplane.cli import main; "
-    "sys.exit(main(['up', '--no-offload', sys.argv[2]]))",
-]
+def _command_with(option: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from zerogate.dataplane.cli import main; "
+        f"sys.exit(main(['up', '{option}', sys.argv[2]]))",
+    ]
+
+
+MODES = {"offload": None, "plain": _command_with("--no-offload"), "tso": _command_with("--tso")}
 
 
 @dataclass
@@ -70,7 +77,7 @@ class Pair:
     b: WgInterface
 
 
-def build_pair(lab: NetLab, *, plain: bool = False, v6_underlay: bool = False) -> Pair:
+def build_pair(lab: NetLab, *, mode: str = "offload", v6_underlay: bool = False) -> Pair:
     a_ns, b_ns = lab.namespace("a"), lab.namespace("b")
     if v6_underlay:
         lab.link(a_ns, b_ns, [f"{A_UNDER6}/64"], [f"{B_UNDER6}/64"])
@@ -100,7 +107,7 @@ def build_pair(lab: NetLab, *, plain: bool = False, v6_underlay: bool = False) -
         mtu=MTU,
         peers=(WgPeerConfig(public_key=a_keys.public, allowed_ips=(f"{A4}/32", f"{A6}/128")),),
     )
-    command = PLAIN_COMMAND if plain else None
+    command = MODES[mode]
     a = start_zerogate_wg(a_ns, a_cfg, command=command)
     b = start_zerogate_wg(b_ns, b_cfg, command=command)
     return Pair(lab, a_ns, b_ns, a, b)
@@ -112,9 +119,9 @@ def lab() -> Iterator[NetLab]:
         yield lab
 
 
-@pytest.mark.parametrize("plain", [False, True], ids=["offload", "plain"])
-def test_tunnel_carries_ping_and_tcp_in_both_families(lab: NetLab, plain: bool) -> None:
-    pair = build_pair(lab, plain=plain)
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_tunnel_carries_ping_and_tcp_in_both_families(lab: NetLab, mode: str) -> None:
+    pair = build_pair(lab, mode=mode)
     assert pair.a_ns.ping(B4, count=3, timeout=3)
     assert pair.b_ns.ping(A6, count=3, timeout=3)
     for sender, receiver, address, size in (
@@ -231,6 +238,15 @@ def test_a_peer_can_be_given_its_own_path(lab: NetLab, tmp_path) -> None:
     assert peer_a.endpoint == f"{A_UNDER}:{path_port}"
     out = a_ns.run("wg", "show", a_name, "endpoints").stdout
     assert "192.0.2.99:4242" in out
+    # and back to the shared socket
+    proc.signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while "shared" not in proc.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert a_ns.ping(B4, count=5, timeout=5), proc.output()
+    peer_a = b.dump().peer(a_keys.public)
+    assert peer_a is not None
+    assert peer_a.endpoint == f"{A_UNDER}:{A_PORT}"
     proc.stop()
     assert not (SOCKET_DIR / f"{a_name}.sock").exists()
 
@@ -247,6 +263,7 @@ def _initiation_with_valid_mac1(responder_public: bytes, filler: bytes) -> bytes
     return body + mac1 + bytes(16)
 
 
+@pytest.mark.slow
 def test_an_initiation_flood_is_answered_with_cookies_then_load_ends(lab: NetLab) -> None:
     """Whitepaper §5.3: under load, initiations without mac2 get a cookie reply."""
     a_ns, b_ns = lab.namespace("a"), lab.namespace("b")
@@ -278,3 +295,44 @@ def test_an_initiation_flood_is_answered_with_cookies_then_load_ends(lab: NetLab
         with pytest.raises(TimeoutError):
             sock.recv(2048)
     assert "under load" in a.process.output()
+
+
+@pytest.mark.interop
+@pytest.mark.skipif(shutil.which("wireguard-go") is None, reason="wireguard-go not installed")
+def test_tso_segments_carry_valid_checksums_to_wireguard_go(lab: NetLab) -> None:
+    """Our receiver trusts the AEAD and skips inner checksums; wireguard-go's kernel
+    side checks them, so this is where a wrong TCP checksum from --tso would show."""
+    a_ns, b_ns = lab.namespace("a"), lab.namespace("b")
+    lab.link(a_ns, b_ns, [f"{A_UNDER}/24"], [f"{B_UNDER}/24"])
+    a_keys, b_keys = wg_keypair(), wg_keypair()
+    start_zerogate_wg(
+        a_ns,
+        WgInterfaceConfig(
+            private_key=a_keys.private,
+            addresses=(f"{A4}/24", f"{A6}/64"),
+            listen_port=A_PORT,
+            mtu=MTU,
+            peers=(
+                WgPeerConfig(
+                    public_key=b_keys.public,
+                    allowed_ips=(f"{B4}/32", f"{B6}/128"),
+                    endpoint=f"{B_UNDER}:{B_PORT}",
+                ),
+            ),
+        ),
+        command=MODES["tso"],
+    )
+    start_wireguard_go(
+        b_ns,
+        WgInterfaceConfig(
+            private_key=b_keys.private,
+            addresses=(f"{B4}/24", f"{B6}/64"),
+            listen_port=B_PORT,
+            mtu=MTU,
+            peers=(WgPeerConfig(public_key=a_keys.public, allowed_ips=(f"{A4}/32", f"{A6}/128")),),
+        ),
+    )
+    assert a_ns.ping(B4, count=3, timeout=3)
+    for address in (B4, B6):
+        result = tcp_transfer(a_ns, b_ns, address, 5201, 20 * MB, timeout=60)
+        assert result.intact, result

@@ -5,9 +5,11 @@ from __future__ import annotations
 import select
 import socket
 import sys
+from pathlib import Path
 
 import pytest
 
+from zerogate.dataplane.paths import PeerPath, SharedSocketPath
 from zerogate.dataplane.udp import (
     CMSG_SPACE,
     GSO_MAX_SEGMENTS,
@@ -109,3 +111,30 @@ def test_gro_segment_size_reads_the_control_message() -> None:
     assert gro_segment_size([(SOL_UDP, UDP_GRO, (1400).to_bytes(4, sys.byteorder))]) == 1400
     assert gro_segment_size([(0, 1, b"")]) == 0
     assert gro_segment_size([]) == 0
+
+
+def test_segment_limit_is_the_route_mtu_minus_headers() -> None:
+    sockets = UdpSockets.bind(0)
+    try:
+        lo_mtu = int(Path("/sys/class/net/lo/mtu").read_text())
+        # IPv4 lengths are 16 bits (RFC 791): the kernel caps the route MTU at 65535.
+        # RFC 791 IPv4 header 20 bytes, RFC 768 UDP header 8 bytes
+        assert sockets.segment_limit(("127.0.0.1", 9)) == min(lo_mtu, 65535) - 20 - 8
+        if sockets.v6 is not None:
+            # RFC 8200 §3: IPv6 header 40 bytes
+            assert sockets.segment_limit(("::1", 9)) == lo_mtu - 40 - 8
+    finally:
+        sockets.close()
+
+
+def test_shared_socket_path_sends_from_the_interface_port(pair) -> None:
+    sender, receiver = pair
+    path = SharedSocketPath(sender, ("127.0.0.1", receiver.port))
+    assert isinstance(path, PeerPath)
+    assert path.endpoint == ("127.0.0.1", receiver.port)
+    path.send(b"sealed")
+    ready, _, _ = select.select([receiver.v4], [], [], 5)
+    assert ready
+    data, source = receiver.v4.recvfrom(100)
+    assert data == b"sealed"
+    assert source[1] == sender.port

@@ -78,7 +78,13 @@ def _parser() -> argparse.ArgumentParser:
         "up",
         help="bring an interface up from a wg-quick file and run until SIGINT/SIGTERM",
         description="Bring up the interface named after CONFIG (wg0.conf -> wg0); "
-        "remove it on SIGINT or SIGTERM.",
+        "remove it on SIGINT or SIGTERM. While it runs, `wg show` and `wg set` work "
+        "through /var/run/wireguard/<name>.sock.",
+        epilog="Keys only wg-quick acts upon (DNS, Table, PreUp, PostUp, PreDown, PostDown, "
+        "SaveConfig) are ignored with a warning; any other unknown key is an error. "
+        "Routes are added for each AllowedIPs entry except default routes. "
+        "Exit codes: 0 clean shutdown, 1 the interface could not be created, "
+        "2 bad command line or configuration.",
     )
     up.add_argument("config", metavar="CONFIG", help="wg-quick configuration file")
     up.add_argument(
@@ -120,11 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    from zerogate.common.telemetry import setup_logging
+
+    setup_logging("DEBUG" if args.verbose else "INFO")  # JSON lines outside a terminal
     try:
         config = load_config(args.config)
     except ConfigError as exc:

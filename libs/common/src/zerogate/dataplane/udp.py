@@ -19,6 +19,7 @@ import errno
 import logging
 import socket
 import struct
+import time
 from collections.abc import Sequence
 
 from zerogate.dataplane.errors import DataplaneError
@@ -41,6 +42,13 @@ CMSG_SPACE = socket.CMSG_SPACE(4)
 _U16 = struct.Struct("=H")
 _I32 = struct.Struct("=i")
 BIND_ATTEMPTS = 16
+IP_MTU = 14  # linux/in.h
+IPV6_MTU = 24  # linux/in6.h
+IPV4_HEADER = 20  # RFC 791 (no options)
+IPV6_HEADER = 40  # RFC 8200 §3
+UDP_HEADER = 8  # RFC 768
+PATH_MTU_TTL = 10.0  # seconds a route MTU is trusted before it is read again
+MAX_CACHED_DESTINATIONS = 4096
 
 
 class UdpError(DataplaneError):
@@ -66,6 +74,8 @@ class UdpSockets:
         self.gso = self._probe(UDP_SEGMENT, 1280)
         self.gro = self._probe(UDP_GRO, 1)
         self.send_errors = 0
+        # destination -> (largest datagram that leaves unfragmented, when we looked)
+        self._segment_limits: dict[Endpoint, tuple[int, float]] = {}
 
     @classmethod
     def bind(cls, port: int | None, *, fwmark: int | None = None) -> UdpSockets:
@@ -154,9 +164,17 @@ class UdpSockets:
         if sock is None:
             self.send_errors += count
             return
+        # The kernel would fragment a whole GSO super-datagram as one datagram
+        # (seen on Linux 6.x over IPv6), so datagrams that need fragments go
+        # one by one, and each is fragmented on its own.
+        unfragmented = self.segment_limit(destination)
         start = 0
         while start < count:
             size = len(datagrams[start])
+            if size > unfragmented:
+                self.send(destination, datagrams[start])
+                start += 1
+                continue
             end = start + 1
             total = size
             # GSO: all segments of one size, only the last may be shorter.
@@ -191,6 +209,33 @@ class UdpSockets:
                     else:
                         self.send_errors += end - start
             start = end
+
+    def segment_limit(self, destination: Endpoint) -> int:
+        """The largest UDP payload to ``destination`` that needs no fragmenting.
+
+        From the route's MTU (``IP_MTU``/``IPV6_MTU`` on a socket connected to
+        it), cached for :data:`PATH_MTU_TTL` seconds.
+        """
+        now = time.monotonic()
+        cached = self._segment_limits.get(destination)
+        if cached is not None and now - cached[1] < PATH_MTU_TTL:
+            return cached[0]
+        v6 = ":" in destination[0]
+        family, level, option, header = (
+            (socket.AF_INET6, socket.IPPROTO_IPV6, IPV6_MTU, IPV6_HEADER + UDP_HEADER)
+            if v6
+            else (socket.AF_INET, socket.IPPROTO_IP, IP_MTU, IPV4_HEADER + UDP_HEADER)
+        )
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect(destination)
+                limit = probe.getsockopt(level, option) - header
+        except OSError:
+            limit = 0  # no route now: send one by one, and look again later
+        if len(self._segment_limits) >= MAX_CACHED_DESTINATIONS:
+            self._segment_limits.clear()
+        self._segment_limits[destination] = (limit, now)
+        return limit
 
     def close(self) -> None:
         for sock in self.sockets():

@@ -98,3 +98,11 @@ def keyset_clause(params: PageParams, first_arg: int, prefix: str = "") -> tuple
         f" AND ({prefix}created_at, {prefix}id) > (${first_arg}, ${first_arg + 1})",
         [params.after.created_at, params.after.id],
     )
+
+
+def ordered(item: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``item`` with ``keys`` first, in that order (JSON objects read better so)."""
+    if tuple(item)[: len(keys)] == keys:
+        return item
+    first = {k: item[k] for k in keys if k in item}
+    return first | {k: v for k, v in item.items() if k not in first}

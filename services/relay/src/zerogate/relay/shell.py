@@ -39,6 +39,7 @@ import errno
 import ipaddress
 import logging
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,12 +84,15 @@ class Counters:
     fast_path_drops: int = 0
 
 
+#: Linux socket(7) options that ignore ``net.core.[rw]mem_max`` (CAP_NET_ADMIN);
+#: Python's socket module does not name them.
+SO_SNDBUFFORCE: Final = getattr(socket, "SO_SNDBUFFORCE", 32 if sys.platform == "linux" else None)
+SO_RCVBUFFORCE: Final = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform == "linux" else None)
+
+
 def _set_buffers(sock: socket.socket, size: int) -> None:
     """Raise both buffers; ``*BUFFORCE`` passes ``rmem_max`` when we may (root)."""
-    for force, plain in (
-        (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
-        (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF),
-    ):
+    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
         try:
             if force is None:
                 raise PermissionError

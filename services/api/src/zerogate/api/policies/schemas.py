@@ -7,7 +7,17 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from zerogate.api.pagination import ordered
 
 Description = Annotated[str, StringConstraints(max_length=1024)]
 Conditions = Annotated[
@@ -46,6 +56,12 @@ class PolicyPublic(BaseModel):
     disabled_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("conditions")
+    @classmethod
+    def _documented_key_order(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # jsonb keeps keys in its own order; answer in the documented one.
+        return [ordered(item, ("property", "operator", "values")) for item in value]
 
 
 class EvaluateContext(BaseModel):

@@ -6,7 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from zerogate.api.pagination import ordered
 
 ResourceType = Literal["cidr", "ip", "dns", "internet"]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
@@ -49,3 +51,9 @@ class ResourcePublic(BaseModel):
     filters: list[dict[str, Any]]
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("filters")
+    @classmethod
+    def _documented_key_order(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # jsonb keeps keys in its own order; answer in the documented one.
+        return [ordered(item, ("protocol", "ports")) for item in value]
