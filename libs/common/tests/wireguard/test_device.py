@@ -28,6 +28,7 @@ from zerogate.proto.wireguard import (
     HandshakeCompleted,
     PeerEndpointChanged,
     Transmit,
+    WireGuardError,
 )
 from zerogate.proto.wireguard.crypto import generate_private_key
 from zerogate.proto.wireguard.device import Peer
@@ -68,6 +69,36 @@ def test_padding_is_a_multiple_of_16_and_stripped(linked: Link) -> None:
         assert (len(datagram) - 32) % 16 == 0
         assert len(datagram) - 32 >= size
         assert linked.b.decrypt(datagram, A_ADDR, linked.now) == pkt
+
+
+# (packet size, MTU, expected padded size) — whitepaper §5.4.6 pads to 16, and
+# wireguard-go's calculatePaddingSize never pads past the MTU.
+PADDING_CASES = [
+    (20, 0, 32),
+    (1419, 0, 1424),
+    (21, 1420, 32),
+    (1405, 1420, 1408),
+    (1415, 1420, 1420),
+    (1419, 1420, 1420),
+    (1420, 1420, 1420),
+    (1280, 1280, 1280),
+]
+
+
+@pytest.mark.parametrize(("size", "mtu", "padded"), PADDING_CASES)
+def test_padding_never_passes_the_mtu(linked: Link, size: int, mtu: int, padded: int) -> None:
+    linked.a.mtu = mtu
+    pkt = ipv4(A_TUN4, B_TUN4, bytes(size - 20))
+    sealed = linked.a.encrypt(pkt, linked.now)
+    assert sealed is not None
+    _, datagram = sealed
+    assert len(datagram) == 16 + padded + 16  # header + padded plaintext + tag
+    assert linked.b.decrypt(datagram, A_ADDR, linked.now) == pkt
+
+
+def test_mtu_out_of_range_is_refused(linked: Link) -> None:
+    with pytest.raises(WireGuardError):
+        linked.a.mtu = 70000
 
 
 def test_counters_and_byte_counts(linked: Link) -> None:

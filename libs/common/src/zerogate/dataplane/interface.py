@@ -137,6 +137,8 @@ class WireGuardInterface:
             self.device = Device(config.private_key, now=clock(), unix_time=wall_clock())
         except WireGuardError as exc:
             raise ConfigError(str(exc), key="PrivateKey") from exc
+        # Padding stops at the MTU, so full-size packets are not fragmented (§5.4.6).
+        self.device.mtu = self.mtu
         self.tun: Tun | None = None
         self.udp: UdpSockets | None = None
         self.uapi: UapiServer | None = None

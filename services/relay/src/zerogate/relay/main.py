@@ -96,6 +96,12 @@ def serve_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also accept channel numbers 0x5000-0x7FFF (legacy RFC 5766 clients)",
     )
+    add(
+        "--no-udp-gso",
+        dest="udp_gso",
+        action="store_false",
+        help="send every datagram with its own system call (no UDP GSO)",
+    )
     add("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING ... (default INFO)")
     return p
 

@@ -90,6 +90,12 @@ def render(
             [("", counters.relay_bind_failures)],
         ),
         _family(
+            "gso_sends_total",
+            "counter",
+            "System calls that sent several datagrams at once (UDP GSO).",
+            [("", counters.gso_sends)],
+        ),
+        _family(
             "heartbeats_sent_total", "counter", "Heartbeats published.", [("", heartbeats_sent)]
         ),
     ]

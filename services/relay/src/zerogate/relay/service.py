@@ -92,7 +92,9 @@ class RelayService:
             for ip in settings.listen_ip
             if not (skip_v6 and ip.version == 6 and ip.is_unspecified)
         ]
-        self.shell = RelayShell(self.core, listen, socket_buffer=settings.socket_buffer)
+        self.shell = RelayShell(
+            self.core, listen, socket_buffer=settings.socket_buffer, gso=settings.udp_gso
+        )
         self.http = HttpProbe(self.health, self.metrics_text)
         self.http_port: int | None = None
         self.bus: Bus | None = None

@@ -98,6 +98,8 @@ class RelaySettings(ZGSettings):
     #: Also accept ChannelBind numbers 0x5000-0x7FFF, the RFC 5766 range that RFC 8656
     #: section 12 reserved (legacy clients such as coturn 4.6's turnutils_uclient).
     rfc5766_channel_numbers: bool = False
+    #: Send runs of equal-sized datagrams to one destination with UDP GSO (Linux).
+    udp_gso: bool = True
     #: Kernel socket buffers in bytes (the default ~200 KiB drops bursts).
     socket_buffer: int = Field(default=8 * 1024 * 1024, ge=65536, le=1 << 30)
 

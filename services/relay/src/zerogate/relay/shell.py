@@ -39,6 +39,7 @@ import errno
 import ipaddress
 import logging
 import socket
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -82,12 +83,26 @@ class Counters:
     relay_bind_failures: int = 0
     #: ChannelData the fast path dropped (unbound channel, bad length, relay gone).
     fast_path_drops: int = 0
+    #: sendmsg calls that carried several datagrams (UDP GSO).
+    gso_sends: int = 0
 
 
 #: Linux socket(7) options that ignore ``net.core.[rw]mem_max`` (CAP_NET_ADMIN);
 #: Python's socket module does not name them.
 SO_SNDBUFFORCE: Final = getattr(socket, "SO_SNDBUFFORCE", 32 if sys.platform == "linux" else None)
 SO_RCVBUFFORCE: Final = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform == "linux" else None)
+
+
+#: UDP GSO (Linux 4.18+, udp(7)): one sendmsg carries up to 64 equal-sized datagrams.
+SOL_UDP: Final = getattr(socket, "SOL_UDP", 17)
+UDP_SEGMENT: Final = getattr(socket, "UDP_SEGMENT", 103)
+GSO_MAX_SEGMENTS: Final = 64
+#: Keep the whole super-datagram under the 64 KiB IP limit with headers to spare.
+GSO_MAX_BYTES: Final = 60000
+_U16: Final = struct.Struct("=H")
+_NO_GSO_ERRNOS: Final = frozenset(
+    {errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP, errno.ENOTSUP}
+)
 
 
 def _set_buffers(sock: socket.socket, size: int) -> None:
@@ -133,6 +148,7 @@ class RelayShell:
         *,
         relay_bind: dict[str, str] | None = None,
         socket_buffer: int = 8 * 1024 * 1024,
+        gso: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.core = core
@@ -151,6 +167,7 @@ class RelayShell:
         self._buf = bytearray(MAX_DATAGRAM)
         self._view = memoryview(self._buf)
         self._closed = False
+        self._gso = gso and sys.platform == "linux"
 
     # -- lifecycle -------------------------------------------------------------
     @property
@@ -203,8 +220,15 @@ class RelayShell:
         relays = self._relays
         recvfrom_into = sock.recvfrom_into
         channel_to_peer = core.channel_to_peer
+        gso = self._gso
+        send_run = self._send_run
         slow = False
         received = packets = nbytes = errors = drops = 0
+        # a run of equal-sized datagrams for one (relay socket, peer): one GSO send
+        parts: list[bytes] = []
+        run_sock: socket.socket | None = None
+        run_peer: Addr | None = None
+        seg = total = 0
         for _ in range(BATCH):
             try:
                 n, source = recvfrom_into(buf)
@@ -225,16 +249,44 @@ class RelayShell:
                 if relay_sock is None:
                     drops += 1
                     continue
-                try:
-                    relay_sock.sendto(out[2], out[1])
-                except OSError:
-                    errors += 1
-                    continue
+                payload = out[2]
+                size = len(payload)
                 packets += 1
-                nbytes += len(out[2])
+                nbytes += size
+                if not gso:
+                    try:
+                        relay_sock.sendto(payload, out[1])
+                    except OSError:
+                        errors += 1
+                        packets -= 1
+                    continue
+                if parts and (
+                    relay_sock is not run_sock
+                    or out[1] != run_peer
+                    or size > seg
+                    or len(parts) >= GSO_MAX_SEGMENTS
+                    or total + size > GSO_MAX_BYTES
+                ):
+                    failed = send_run(run_sock, run_peer, parts, seg)  # type: ignore[arg-type]
+                    errors += failed
+                    packets -= failed
+                    parts = []
+                if not parts:
+                    run_sock, run_peer, seg, total = relay_sock, out[1], size, 0
+                parts.append(bytes(payload))  # the receive buffer is reused
+                total += size
+                if size < seg:  # only the last segment may be shorter
+                    failed = send_run(run_sock, run_peer, parts, seg)  # type: ignore[arg-type]
+                    errors += failed
+                    packets -= failed
+                    parts = []
             else:
                 core.handle_client_datagram(bytes(view[:n]), source, self._clock())
                 slow = True
+        if parts:
+            failed = send_run(run_sock, run_peer, parts, seg)  # type: ignore[arg-type]
+            errors += failed
+            packets -= failed
         c = self.counters
         c.client_datagrams += received
         c.to_peer_packets += packets
@@ -252,8 +304,15 @@ class RelayShell:
         recvfrom_into = sock.recvfrom_into
         peer_to_client = core.peer_to_client
         listen = self._listen
+        gso = self._gso
+        send_run = self._send_run
         slow = False
         received = packets = nbytes = errors = 0
+        # One relay socket serves one client, so a batch is mostly one GSO run.
+        parts: list[bytes] = []
+        run_sock: socket.socket | None = None
+        run_client: Addr | None = None
+        seg = total = 0
         for _ in range(BATCH):
             try:
                 n, peer = recvfrom_into(buf)
@@ -271,16 +330,37 @@ class RelayShell:
                 slow = True
                 continue
             client, framed = out
-            lsock = listen.get(6 if ":" in client[0] else 4)
-            if lsock is None:
-                continue
-            try:
-                lsock.sendto(framed, client)
-            except OSError:
-                errors += 1
-                continue
+            size = len(framed)
             packets += 1
             nbytes += n
+            if parts and (
+                client != run_client
+                or size > seg
+                or len(parts) >= GSO_MAX_SEGMENTS
+                or total + size > GSO_MAX_BYTES
+            ):
+                failed = send_run(run_sock, run_client, parts, seg)  # type: ignore[arg-type]
+                errors += failed
+                packets -= failed
+                parts = []
+            if not parts:
+                lsock = listen.get(6 if ":" in client[0] else 4)
+                if lsock is None:
+                    packets -= 1
+                    nbytes -= n
+                    continue
+                run_sock, run_client, seg, total = lsock, client, size, 0
+            parts.append(framed)
+            total += size
+            if not gso or size < seg:
+                failed = send_run(run_sock, run_client, parts, seg)  # type: ignore[arg-type]
+                errors += failed
+                packets -= failed
+                parts = []
+        if parts:
+            failed = send_run(run_sock, run_client, parts, seg)  # type: ignore[arg-type]
+            errors += failed
+            packets -= failed
         c = self.counters
         c.peer_datagrams += received
         c.to_client_packets += packets
@@ -288,6 +368,32 @@ class RelayShell:
         c.send_errors += errors
         if slow:
             self._flush()
+
+    def _send_run(self, sock: socket.socket, dest: Addr, parts: list[bytes], seg: int) -> int:
+        """Send ``parts`` to ``dest``, several as one UDP GSO datagram; returns how many failed."""
+        if len(parts) == 1:
+            try:
+                sock.sendto(parts[0], dest)
+            except OSError:
+                return 1
+            return 0
+        try:
+            sock.sendmsg([b"".join(parts)], [(SOL_UDP, UDP_SEGMENT, _U16.pack(seg))], 0, dest)
+        except BlockingIOError:
+            return len(parts)
+        except OSError as exc:
+            if exc.errno in _NO_GSO_ERRNOS and self._gso:
+                self._gso = False
+                log.info("UDP GSO unavailable; sending datagrams one by one")
+            failed = 0
+            for part in parts:
+                try:
+                    sock.sendto(part, dest)
+                except OSError:
+                    failed += 1
+            return failed
+        self.counters.gso_sends += 1
+        return 0
 
     # -- draining the core -----------------------------------------------------
     def _flush(self) -> None:

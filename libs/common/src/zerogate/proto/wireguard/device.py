@@ -93,6 +93,21 @@ from zerogate.proto.wireguard.replay import ReplayWindow
 __all__ = ["UNSET", "Device", "IPNetwork", "Keypair", "Peer"]
 
 _PADDING = tuple(bytes(n) for n in range(16))  # zero padding to a multiple of 16, §5.4.6
+
+
+def padding_size(size: int, mtu: int) -> int:
+    """Zero bytes to append to a ``size``-byte packet (whitepaper §5.4.6).
+
+    Pad to a multiple of 16, but never past the interface MTU (as wireguard-go
+    does), so a full-size packet does not grow into a fragmented datagram.
+    ``mtu == 0`` means no MTU is known: pad to a multiple of 16.
+    """
+    if mtu <= 0:
+        return -size & 15
+    last = size % mtu if size > mtu else size
+    return min((last + 15) & ~15, mtu) - last
+
+
 _NONCE_PREFIX = b"\0\0\0\0"
 _TRANSPORT_TYPE_BYTES = MESSAGE_TRANSPORT.to_bytes(4, "little")
 _INF = float("inf")
@@ -283,6 +298,7 @@ class Device:
         self.listen_port: int | None = None
         self.fwmark: int | None = None  # accepted for UAPI, ignored
         self._unix_offset = unix_time - now
+        self._mtu = 0
         self._peers: dict[bytes, Peer] = {}
         self._peers_view = MappingProxyType(self._peers)
         self._routes: AllowedIPs[Peer] = AllowedIPs()
@@ -485,6 +501,8 @@ class Device:
         counter = kp.send_counter
         kp.send_counter = counter + 1
         pad = -n & 15
+        if pad and n + pad > self._mtu > 0:
+            pad = padding_size(n, self._mtu)
         if pad:
             packet = bytes(packet) + _PADDING[pad]
         data = TRANSPORT_HEADER.pack(MESSAGE_TRANSPORT, kp.remote_index, counter) + kp.send.encrypt(
@@ -845,7 +863,7 @@ class Device:
     def _seal(self, peer: Peer, kp: Keypair, packet: bytes, now: float) -> bytes:
         counter = kp.send_counter
         kp.send_counter = counter + 1
-        pad = -len(packet) & 15
+        pad = padding_size(len(packet), self._mtu)
         if pad:
             packet = packet + _PADDING[pad]
         data = TRANSPORT_HEADER.pack(MESSAGE_TRANSPORT, kp.remote_index, counter) + kp.send.encrypt(
@@ -961,6 +979,17 @@ class Device:
             return
         peer._handshake_attempts += 1
         self._send_initiation(peer, now, retry=True)
+
+    @property
+    def mtu(self) -> int:
+        """The interface MTU that caps padding (0: unknown, pad to 16 only)."""
+        return self._mtu
+
+    @mtu.setter
+    def mtu(self, value: int) -> None:
+        if not 0 <= value <= 65535:
+            raise LocalProtocolError(f"MTU {value} out of range")
+        self._mtu = value
 
     def set_under_load(self, under_load: bool) -> None:
         """While under load, handshakes need a valid mac2 (else get a cookie reply)
