@@ -141,35 +141,39 @@ def main() -> int:
     args = parser.parse_args()
     loads = QUICK_LOADS if args.quick else LOADS
     results: list[Result] = []
-    profile_path = None
-    python_args: list[str] = []
-    if args.profile:
-        fd, profile_path = tempfile.mkstemp(prefix="zg-relay-", suffix=".prof")
-        os.close(fd)
-        python_args = ["-m", "cProfile", "-o", profile_path]
+    profiles: list[str] = []
     started = time.monotonic()
-    with TurnPeer("127.0.0.1") as peer:
-        # coturn 4.6's uclient binds channels in the RFC 5766 range, which our relay
-        # accepts only with --rfc5766-channel-numbers; without it, compare indications.
-        channels = not args.indications
-        relay = _start_ours(python_args, channels)
-        if relay is None and channels:
+    # coturn 4.6's uclient binds channels in the RFC 5766 range, which our relay
+    # accepts only with --rfc5766-channel-numbers; without it, compare indications.
+    channels = not args.indications
+    if channels:
+        probe = _start_ours([], channels=True)
+        if probe is None:
             print("falling back to Send/Data indications for both servers")
             channels = False
-            relay = _start_ours(python_args, channels)
-        mode = [] if channels else ["-s"]
-        try:
+        else:
+            probe.stop()
+    mode = [] if channels else ["-s"]
+    with TurnPeer("127.0.0.1") as peer:
+        # Fresh servers for every load: uclient leaves its allocations behind, and a
+        # new client reusing an old 5-tuple would rightly get 437 Allocation Mismatch.
+        # Loads are interleaved (coturn, ours, coturn, ...) so both servers see the
+        # same background on a shared box.
+        for load in loads:
             with Coturn(secret=SECRET, realm=REALM, relay_ports=400) as coturn:
-                # Interleaved per load, so both servers see the same conditions on a
-                # box whose background load drifts.
-                for load in loads:
-                    results.append(_measure("coturn", coturn.pid, coturn.port, peer, load, mode))
-                    if relay is not None:
-                        results.append(
-                            _measure("zerogate", relay.pid, relay.port, peer, load, mode)
-                        )
-        finally:
-            if relay is not None:
+                results.append(_measure("coturn", coturn.pid, coturn.port, peer, load, mode))
+            python_args: list[str] = []
+            if args.profile:
+                fd, path = tempfile.mkstemp(prefix="zg-relay-", suffix=".prof")
+                os.close(fd)
+                profiles.append(path)
+                python_args = ["-m", "cProfile", "-o", path]
+            relay = _start_ours(python_args, channels)
+            if relay is None:
+                continue
+            try:
+                results.append(_measure("zerogate", relay.pid, relay.port, peer, load, mode))
+            finally:
                 relay.stop()
 
     how = "channels" if channels else "Send/Data indications"
@@ -192,11 +196,13 @@ def main() -> int:
             f"{_fmt(r.us_per_packet, '.1f'):>7}  {ratio}" + (f"  [{r.error}]" if r.error else "")
         )
     print(f"total {time.monotonic() - started:.0f} s")
-    if profile_path:
-        print("\ntop of our relay's profile (cumulative):")
-        stats = pstats.Stats(profile_path, stream=sys.stdout)
+    profiles = [p for p in profiles if os.path.getsize(p) > 0]
+    if profiles:
+        print("\ntop of our relay's profile (all loads, by own time):")
+        stats = pstats.Stats(*profiles, stream=sys.stdout)
         stats.sort_stats("tottime").print_stats(12)
-        os.unlink(profile_path)
+    for path in profiles:
+        os.unlink(path)
     return 0
 
 

@@ -13,10 +13,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from pydantic import Field
 
+from zerogate.common.bus import Bus, BusError, redact_url
 from zerogate.common.errors import ConfigError
 from zerogate.common.servers import free_port
-from zerogate.common.settings import ZGSettings, build_settings, load_settings
+from zerogate.common.settings import ZGSettings, build_settings, env_name, load_settings
 
 
 def _children(pid: int) -> set[int]:
@@ -112,3 +114,34 @@ def test_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch, capsys)
     assert "ZG_API_PORT" in err
     monkeypatch.setenv("ZG_API_PORT", "9090")
     assert build_settings(_Example).api_port == 9090
+
+
+class _Aliased(ZGSettings):
+    nats: str = Field(default="nats://127.0.0.1:4222", validation_alias="ZG_NATS_URL")
+    hosts: list[str] = Field(default_factory=list)
+    port: int = 1
+
+
+def test_aliased_and_list_settings_name_their_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZG_HOSTS", "not json")
+    with pytest.raises(ConfigError) as info:
+        build_settings(_Aliased)
+    assert "ZG_HOSTS" in info.value.detail or "hosts" in info.value.detail
+    monkeypatch.delenv("ZG_HOSTS")
+    monkeypatch.setenv("ZG_PORT", "x")
+    with pytest.raises(ConfigError) as info:
+        build_settings(_Aliased)
+    assert info.value.detail.startswith("invalid setting ZG_PORT:")
+    assert env_name(_Aliased, "nats") == "ZG_NATS_URL"
+
+
+def test_urls_lose_their_credentials_in_messages() -> None:
+    assert redact_url("nats://user:pw@bus.example:4222") == "nats://bus.example:4222"
+    assert redact_url("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
+
+
+async def test_connect_gives_up_after_its_timeout() -> None:
+    port = free_port()  # nothing listens there
+    with pytest.raises(BusError) as info:
+        await Bus.connect(f"nats://u:secret@127.0.0.1:{port}", name="t", timeout=1.0)
+    assert "secret" not in str(info.value)

@@ -196,3 +196,33 @@ async def test_bootstrap_writes_nothing_but_its_json_line(database_url):
     token_id, secret = line["token"].split(".", 1)
     assert str(uuid.UUID(token_id)) == token_id
     assert len(secret) >= 43
+
+
+async def test_start_up_gives_up_on_an_unreachable_bus_naming_the_setting(api_pool, database_url):
+    """Bounded by ZG_NATS_CONNECT_TIMEOUT: an unbounded wait would also swallow SIGTERM,
+    since uvicorn acts on signals only once start-up is over."""
+    from zerogate.common.errors import ConfigError
+    from zerogate.common.servers import free_port
+
+    settings = ApiSettings(
+        database_url=SecretStr(database_url),
+        nats_url=f"nats://127.0.0.1:{free_port()}",
+        nats_connect_timeout=0.5,
+    )
+    app = create_app(settings, pool=api_pool)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ConfigError) as refused:
+        async with app.router.lifespan_context(app):
+            pass
+    assert loop.time() - started < 10
+    assert "ZG_NATS_URL" in refused.value.detail
+    assert "ZG_NATS_CONNECT_TIMEOUT" in refused.value.detail
+
+
+async def test_a_bad_bus_timeout_setting_stops_the_cli_naming_it(database_url):
+    code, _, err = await _cli(
+        "migrate", env={"ZG_DATABASE_URL": database_url, "ZG_NATS_CONNECT_TIMEOUT": "-1"}
+    )
+    assert code == 2
+    assert "ZG_NATS_CONNECT_TIMEOUT" in err

@@ -175,3 +175,20 @@ def test_server_allow_list_lets_a_lab_peer_through(make_harness):
     client.allocate()
     assert harness.code(client.permit(("10.20.1.2", 5000))) == 200
     assert harness.code(client.permit(("10.21.1.2", 5000))) == 403
+
+
+def test_ipv6_loopback_and_unspecified_stay_ipv6():
+    # RFC 4291 §2.5.2/§2.5.3: :: and ::1 are not IPv4-compatible addresses.
+    assert normalise_ip("::1") == ipaddress.IPv6Address("::1")
+    assert normalise_ip("::") == ipaddress.IPv6Address("::")
+    assert normalise_ip("::2") == ipaddress.IPv4Address("0.0.0.2")
+    lab = PeerFilter(allow=[ipaddress.ip_network("::1/128")])
+    assert lab.is_allowed("::1")
+    assert not lab.is_allowed("127.0.0.1")
+    assert not PeerFilter().is_allowed("::1")
+
+
+def test_allow_list_also_matches_the_address_as_given():
+    mapped = PeerFilter(allow=[ipaddress.ip_network("::ffff:10.0.0.0/104")])
+    assert mapped.is_allowed("::ffff:10.1.2.3")
+    assert not mapped.is_allowed("::ffff:192.168.0.1")

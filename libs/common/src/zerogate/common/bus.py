@@ -22,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -65,6 +66,17 @@ class RemoteError(ZerogateError):
 Handler = Callable[[M], Awaitable[BaseModel | None]]
 
 
+def redact_url(url: str) -> str:
+    """The URL without user and password, fit for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
 def _headers_with_context() -> dict[str, str]:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
@@ -99,7 +111,13 @@ class Bus:
         name: str,
         on_reconnect: Callable[[], Awaitable[None]] | None = None,
         connect_timeout: float = 5.0,
+        timeout: float | None = None,
     ) -> Bus:
+        """Connect, retrying until NATS answers, or for at most ``timeout`` seconds.
+
+        Once connected, the client reconnects by itself forever.
+        """
+
         async def reconnected() -> None:
             log.info("bus reconnected", extra={"client": name})
             if on_reconnect is not None:
@@ -115,7 +133,7 @@ class Bus:
             log.debug("bus error: %s", exc)
 
         try:
-            nc = await nats.connect(
+            connecting = nats.connect(
                 servers=[url],
                 name=name,
                 connect_timeout=connect_timeout,
@@ -126,8 +144,9 @@ class Bus:
                 disconnected_cb=disconnected,
                 error_cb=error_cb,
             )
+            nc = await asyncio.wait_for(connecting, timeout)
         except Exception as exc:
-            raise BusError(f"cannot connect to NATS at {url}: {exc}") from exc
+            raise BusError(f"cannot connect to NATS at {redact_url(url)}: {exc}") from exc
         return cls(nc)
 
     @property

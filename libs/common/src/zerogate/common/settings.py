@@ -11,7 +11,7 @@ import sys
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from zerogate.common.errors import ConfigError
 
@@ -31,14 +31,22 @@ class ZGSettings(BaseSettings):
     log_level: str = "INFO"
 
 
+def env_name(cls: type[BaseSettings], field: str) -> str:
+    """The environment variable that sets ``field`` (an alias, if it has one, is used as is)."""
+    info = cls.model_fields.get(field)
+    if info is not None:
+        alias = info.validation_alias or info.alias
+        if isinstance(alias, str):
+            return alias.upper()
+    return f"{cls.model_config.get('env_prefix', ENV_PREFIX)}{field}".upper()
+
+
 def describe_validation_error(cls: type[BaseSettings], exc: ValidationError) -> str:
     """One line per problem, naming the environment variable."""
-    prefix = str(cls.model_config.get("env_prefix", ENV_PREFIX))
     lines = []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "?"
-        env = f"{prefix}{field}".upper()
-        lines.append(f"invalid setting {env}: {err['msg']}")
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        lines.append(f"invalid setting {env_name(cls, field)}: {err['msg']}")
     return "; ".join(lines)
 
 
@@ -48,6 +56,9 @@ def build_settings(cls: type[S], **overrides: Any) -> S:
         return cls(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(cls, exc)) from exc
+    except SettingsError as exc:
+        # e.g. a list-valued variable holding something that is not JSON
+        raise ConfigError(f"invalid setting: {exc}") from exc
 
 
 def load_settings(cls: type[S], **overrides: Any) -> S:

@@ -2,7 +2,8 @@
 
 ``create_app(settings)`` builds the app; its lifespan opens the asyncpg pool
 (applying migrations first unless ``ZG_MIGRATE_ON_START=false``), connects the
-bus, and starts the NATS request handlers of :mod:`zerogate.api.bushandlers`
+bus (giving up after ``ZG_NATS_CONNECT_TIMEOUT`` with a :class:`ConfigError` that
+names ``ZG_NATS_URL``), and starts the NATS request handlers of :mod:`zerogate.api.bushandlers`
 (its ``subscribe(bus, pool, settings)`` if the module provides one). Tests may
 hand in a ready pool and bus; the app then neither opens nor closes them.
 """
@@ -30,7 +31,8 @@ from zerogate.api.resources.router import router as resources_router
 from zerogate.api.settings import ApiSettings
 from zerogate.api.sites.router import router as sites_router
 from zerogate.api.tokens.router import router as tokens_router
-from zerogate.common.bus import Bus
+from zerogate.common.bus import Bus, BusError
+from zerogate.common.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ def create_app(
         app.state.bus = bus
         try:
             if owned_bus and settings.nats_url is not None:
-                app.state.bus = await Bus.connect(settings.nats_url, name="api")
+                app.state.bus = await _connect_bus(settings.nats_url, settings)
             subscribe = _bus_handlers() if bus_handlers and app.state.bus is not None else None
             if subscribe is not None:
                 await subscribe(app.state.bus, app.state.pool, settings)
@@ -117,6 +119,18 @@ def create_app(
     except ImportError:  # pragma: no cover - telemetry extras missing
         log.debug("FastAPI instrumentation unavailable")
     return app
+
+
+async def _connect_bus(url: str, settings: ApiSettings) -> Bus:
+    """Connect within ``ZG_NATS_CONNECT_TIMEOUT``. Without a bound, start-up would wait
+    forever, and uvicorn does not act on SIGTERM until start-up is over."""
+    try:
+        return await Bus.connect(url, name="api", timeout=settings.nats_connect_timeout)
+    except BusError as exc:
+        raise ConfigError(
+            f"cannot use the bus of ZG_NATS_URL within ZG_NATS_CONNECT_TIMEOUT="
+            f"{settings.nats_connect_timeout:g}s ({exc.detail})"
+        ) from exc
 
 
 async def _postgres_ok(pool: db.Pool | None) -> bool:

@@ -118,8 +118,10 @@ def _serve(settings: ApiSettings) -> int:
     import uvicorn
 
     if settings.migrate_on_start:
-        # Fail before uvicorn starts, with a message naming the setting.
+        # Fail before uvicorn starts, with a message naming the setting; the app's
+        # start-up then need not migrate a second time.
         asyncio.run(db.migrate_url(settings.database_url.get_secret_value()))
+        settings = settings.model_copy(update={"migrate_on_start": False})
 
     from zerogate.api.app import create_app
     from zerogate.common import telemetry

@@ -12,6 +12,10 @@ class ApiSettings(ZGSettings):
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/zerogate")
     #: ``ZG_NATS_URL``
     nats_url: str | None = "nats://127.0.0.1:4222"
+    #: ``ZG_NATS_CONNECT_TIMEOUT``: how long ``serve`` waits for the bus at start-up
+    #: before it gives up with a message naming ``ZG_NATS_URL`` (once connected, the
+    #: bus reconnects by itself forever).
+    nats_connect_timeout: float = Field(default=30.0, gt=0, le=3600)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=1, le=65535)
     #: Lifetime of an API token when the request names no ``expires_at``.

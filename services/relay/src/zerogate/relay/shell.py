@@ -22,9 +22,12 @@ Why it looks the way it does (all measured on a 2-core box):
 * After any slow-path input the shell drains the core in the fixed order
   commands → transmits → timer (see :mod:`zerogate.proto.turn.server`).
 
-Not done (yet): UDP GSO/GRO (``UDP_SEGMENT``/``UDP_GRO``). Profiles show the
-``sendto`` system call as the largest single cost; GSO would only help where one
-reader batch holds several equal-sized datagrams for the same client.
+* Runs of equal-sized datagrams for one destination within a batch (a bulk
+  flow through one channel) leave in one ``sendmsg`` with UDP GSO
+  (``UDP_SEGMENT``, Linux 4.18+): on loopback that cut the relay's CPU time per
+  packet from ~7.7 µs to ~3.7 µs. Where the kernel refuses GSO the shell falls
+  back to one ``sendto`` per datagram. GRO on receive is not used (yet): each
+  datagram is still one ``recvfrom_into``.
 
 One relay socket is bound per relay address of an allocation, on the listen
 address of its family (or the wildcard), so a relay behind a 1:1 NAT advertises

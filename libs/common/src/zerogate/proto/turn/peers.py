@@ -67,6 +67,9 @@ _NAT64_WKP = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 §2.1
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, refused as a whole
 _TEREDO = ipaddress.IPv6Network("2001::/32")  # RFC 4380
 _V4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 SIIT
+# :: and ::1 lie inside ::/96 but are the IPv6 unspecified and loopback
+# addresses (RFC 4291 §2.5.2, §2.5.3), never IPv4-compatible ones.
+_NOT_COMPATIBLE = ipaddress.IPv6Network("::/127")
 
 
 def normalise_ip(address: str | IPAddress) -> IPAddress:
@@ -84,6 +87,8 @@ def normalise_ip(address: str | IPAddress) -> IPAddress:
     if ip.scope_id is not None:
         ip = ipaddress.IPv6Address(ip.packed)
     value = int(ip)
+    if ip in _NOT_COMPATIBLE:
+        return ip
     if ip in _V4_MAPPED or ip in _V4_COMPATIBLE or ip in _NAT64_WKP or ip in _V4_TRANSLATED:
         return ipaddress.IPv4Address(value & 0xFFFFFFFF)
     if ip in _SIX_TO_FOUR:
@@ -108,12 +113,16 @@ class PeerFilter:
     def is_allowed(self, address: str | IPAddress) -> bool:
         """True when relaying to ``address`` is permitted. Never raises."""
         try:
-            ip = normalise_ip(address)
+            raw = ipaddress.ip_address(address) if isinstance(address, str) else address
+            ip = normalise_ip(raw)
         except ValueError:
             return False
+        # The operator's allow-list is matched against the address as given and
+        # as normalised, so both "::ffff:10.0.0.0/104" and "10.0.0.0/8" work.
         for net in self._allow:
-            if ip.version == net.version and ip in net:
-                return True
+            for candidate in (ip, raw):
+                if candidate.version == net.version and candidate in net:
+                    return True
         if ip in self._own:
             return False
         if isinstance(ip, ipaddress.IPv4Address):
