@@ -173,3 +173,59 @@ async def test_turn_endpoint_rebinds_its_channel_and_keeps_relaying(
         transport.close()
         echo_transport.close()
         await asyncio.sleep(0.1)
+
+
+LONG_RUN_S = 185  # several minutes of real time, as the relay issue asks
+LONG_LIFETIME_S = 60  # granted lifetime: aioice refreshes at 5/6 of it, every 50 s
+
+
+async def test_refreshes_and_rebinds_hold_for_several_minutes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Three minutes of relayed traffic: allocations refreshed, channels re-bound,
+    permissions kept alive by the re-binds; nothing fails and nothing is lost."""
+    caplog.set_level(logging.INFO, logger="aioice.turn")
+    with RelayProcess(
+        secret=SECRET,
+        allow_peers=("127.0.0.0/8",),
+        extra_args=[
+            "--max-lifetime",
+            str(LONG_LIFETIME_S),
+            "--default-lifetime",
+            str(LONG_LIFETIME_S),
+        ],
+    ) as relay:
+        loop = asyncio.get_running_loop()
+        echo_transport, _echo = await loop.create_datagram_endpoint(
+            _Echo, local_addr=("127.0.0.1", 0)
+        )
+        peer = echo_transport.get_extra_info("sockname")[:2]
+        username, password = _credentials("long-run")
+        transport, inbox = await create_turn_endpoint(
+            _Inbox,
+            server_addr=(relay.host, relay.port),
+            username=username,
+            password=password,
+            lifetime=600,
+            channel_refresh_time=40,
+        )
+        try:
+            deadline = time.monotonic() + LONG_RUN_S
+            sent = 0
+            while time.monotonic() < deadline:
+                transport.sendto(b"long %d" % sent, peer)
+                assert await asyncio.wait_for(inbox.queue.get(), 5) == b"long %d" % sent
+                sent += 1
+                await asyncio.sleep(0.5)
+            assert sent > LONG_RUN_S  # one echo every half second, none missing
+            # 185 s / 50 s: three refreshes; 185 s / 40 s: four re-binds after the first bind
+            assert _count(caplog, "TURN allocation refreshed") >= 3
+            assert _count(caplog, "TURN channel bound") >= 5
+            assert _count(caplog, "refresh failed") == 0
+            metrics = await _metrics(relay.http_port)
+            assert metrics["zerogate_relay_allocations"] == 1
+            assert metrics["zerogate_relay_channels"] == 1
+        finally:
+            transport.close()
+            echo_transport.close()
+            await asyncio.sleep(0.1)

@@ -8,7 +8,8 @@
                                                        print {"account_id","actor_id","token"}
 
 Settings come from ``ZG_*`` environment variables (see settings.py). Exit codes:
-0 success, 1 refused (e.g. the slug exists), 2 bad settings or arguments.
+0 success, 1 refused (e.g. the slug exists), 2 bad settings or arguments, 3 serve
+could not start.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ _EPILOG = """\
 settings (environment):
   ZG_DATABASE_URL   Postgres URL            ZG_NATS_URL        the bus
   ZG_API_HOST/PORT  listen address          ZG_MIGRATE_ON_START  migrate before serving
-  ZG_API_TOKEN_TTL_DAYS, ZG_CLIENT_TOKEN_TTL_DAYS, ZG_DB_POOL_MIN/MAX, ZG_LOG_LEVEL
+  ZG_NATS_CONNECT_TIMEOUT, ZG_API_TOKEN_TTL_DAYS, ZG_CLIENT_TOKEN_TTL_DAYS,
+  ZG_DB_POOL_MIN/MAX, ZG_LOG_LEVEL
 
 output: migrate and bootstrap print one JSON line on stdout; errors go to stderr.
-exit codes: 0 success, 1 refused or database unreachable, 2 bad settings or arguments.
+exit codes: 0 success, 1 refused or database unreachable, 2 bad settings or arguments,
+  3 serve could not start (e.g. the bus did not answer in time).
 """
 
 

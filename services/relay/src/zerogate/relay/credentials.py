@@ -24,8 +24,6 @@ log it.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import math
 import re
@@ -34,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from zerogate.common.errors import ZerogateError
+from zerogate.proto.turn.credentials import rest_api_password
 
 __all__ = [
     "DEFAULT_TTL",
@@ -84,11 +83,9 @@ def turn_username(expiry_unix: int, for_id: str) -> str:
 
 
 def turn_password(secret: str | bytes, username: str) -> str:
-    """base64(HMAC-SHA1(secret, username)), standard alphabet with padding."""
-    digest = hmac.new(
-        _key(secret), username.encode("utf-8", "surrogatepass"), hashlib.sha1
-    ).digest()
-    return base64.b64encode(digest).decode("ascii")
+    """base64(HMAC-SHA1(secret, username)), standard alphabet with padding: the
+    same function the relay's TURN core checks with."""
+    return rest_api_password(_key(secret), username)
 
 
 def mint(
