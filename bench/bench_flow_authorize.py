@@ -273,6 +273,8 @@ def main() -> int:
             result["api_cpu_percent"] = round(
                 100 * (cpu_seconds(api.pid) - cpu0) / args.duration, 1
             )
+            pg.stop()
+            pg.remove_data()
             result.update(
                 resources=RESOURCES,
                 groups=GROUPS,

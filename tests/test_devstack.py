@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pydantic import Field
 
 from zerogate.common.bus import Bus, BusError, redact_url
 from zerogate.common.errors import ConfigError
-from zerogate.common.servers import free_port
+from zerogate.common.servers import free_port, resolve_data_dir
 from zerogate.common.settings import ZGSettings, build_settings, env_name, load_settings
 
 
@@ -90,6 +91,7 @@ def test_dev_stack_starts_answers_and_stops(tmp_path: Path) -> None:
             proc.wait(5)
         if proc.stdout is not None:
             proc.stdout.close()
+    shutil.rmtree(resolve_data_dir(state / "postgres"), ignore_errors=True)
     assert proc.returncode == 0
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(_alive(pid) for pid in children):

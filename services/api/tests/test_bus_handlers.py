@@ -271,3 +271,60 @@ async def test_flow_authorize_answers_bad_ids_with_bad_request(agent_bus):
             timeout=5,
         )
     assert info.value.code == "bad_request"
+
+
+async def test_init_refuses_a_dead_token_or_someone_elses_ids(h, tenant, make_tenant, agent_bus):
+    sa = await h.make_actor(tenant, "service_account")
+    token = await client_token(tenant, sa["id"])
+    grant, _ = await connect_client(agent_bus, token)
+    other = await make_tenant()
+    other_sa = await h.make_actor(other, "service_account")
+
+    def init(actor_id: str) -> ClientInitRequest:
+        return ClientInitRequest(
+            token_id=grant.token_id,
+            account_id=grant.account_id,
+            actor_id=actor_id,
+            external_id="laptop-x",
+            public_key=wg_key(),
+        )
+
+    # another account's actor with this account's token: refused, nothing created
+    with pytest.raises(RemoteError) as info:
+        await agent_bus.request(
+            subjects.CLIENT_INIT, init(other_sa["id"]), ClientInitReply, timeout=5
+        )
+    assert info.value.code == "unauthorized"
+    listed = await other.http.get("/v1/clients")
+    assert listed.json()["data"] == []
+
+    # a revoked token ends the right to (re)register
+    r = await tenant.http.delete(f"/v1/tokens/{grant.token_id}")
+    assert r.status_code in (200, 204), r.text
+    with pytest.raises(RemoteError) as info:
+        await agent_bus.request(subjects.CLIENT_INIT, init(sa["id"]), ClientInitReply, timeout=5)
+    assert info.value.code == "unauthorized"
+
+    # a gateway token only registers gateways of its own site
+    site, elsewhere = await h.make_site(tenant), await h.make_site(tenant)
+    r = await tenant.http.post(f"/v1/sites/{site['id']}/gateway_tokens", json={})
+    gw = await agent_bus.request(
+        subjects.TOKEN_VERIFY,
+        TokenVerifyRequest(token=r.json()["token"]),
+        TokenVerifyReply,
+        timeout=5,
+    )
+    with pytest.raises(RemoteError) as info:
+        await agent_bus.request(
+            subjects.GATEWAY_INIT,
+            GatewayInitRequest(
+                token_id=gw.token_id,
+                account_id=gw.account_id,
+                site_id=elsewhere["id"],
+                external_id="gw-x",
+                public_key=wg_key(),
+            ),
+            GatewayInitReply,
+            timeout=5,
+        )
+    assert info.value.code == "unauthorized"

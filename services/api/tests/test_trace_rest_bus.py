@@ -57,6 +57,7 @@ async def test_rest_call_through_the_bus_is_one_trace(tenant, registry: Bus) -> 
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["data"][0]["relay_id"] == "relay-fra"
+        assert body["metadata"]["count"] == len(body["data"])
         assert "password" not in r.text
         assert "s3cret" not in r.text
         await asyncio.sleep(0.05)

@@ -153,6 +153,19 @@ def _ensure_system_user(name: str) -> pwd.struct_passwd:
         return pwd.getpwnam(name)
 
 
+def resolve_data_dir(data_dir: Path) -> Path:
+    """Where a cluster asked for at ``data_dir`` really lives.
+
+    Run as root, Postgres runs as an unprivileged user that must be able to
+    reach its directory; when a parent of ``data_dir`` is closed to others the
+    cluster goes to a stable directory under the system's temp dir instead.
+    """
+    if os.geteuid() != 0 or _traversable_by_others(data_dir.parent):
+        return data_dir
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"zerogate-pg-{digest}"
+
+
 class PostgresServer(_Server):
     """A Postgres cluster in ``data_dir``, listening on TCP ``host:port`` only."""
 
@@ -163,11 +176,7 @@ class PostgresServer(_Server):
         if os.geteuid() == 0:
             system_user = os.environ.get("ZG_PG_SYSTEM_USER", "embedded_postgres")
             self.user = _ensure_system_user(system_user)
-            if not _traversable_by_others(data_dir.parent):
-                # The unprivileged server must be able to reach its directory.
-                digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
-                data_dir = Path(tempfile.gettempdir()) / f"zerogate-pg-{digest}"
-        self.data_dir = data_dir
+        self.data_dir = resolve_data_dir(data_dir)
         self.log_file = data_dir.parent / f"{data_dir.name}.log"
 
     def url(self, database: str = "postgres") -> str:
@@ -276,6 +285,11 @@ class PostgresServer(_Server):
                 timeout=30,
             )
         return self.url(name)
+
+    def remove_data(self) -> None:
+        """Delete the cluster's files (after :meth:`stop`); tests use throwaway clusters."""
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.log_file.unlink(missing_ok=True)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

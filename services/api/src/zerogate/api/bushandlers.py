@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime
 
 from zerogate.api.agents import repository as agents
-from zerogate.api.db import Pool
+from zerogate.api.db import Connection, Pool
 from zerogate.api.devices import upsert_client, upsert_gateway
 from zerogate.api.engine.context import DecisionContext
 from zerogate.api.engine.decision import Allow, decide
@@ -97,11 +97,19 @@ class Handlers:
             expires_at=grant.expires_at,
         )
 
+    async def _check_token(
+        self, conn: Connection, token_id: str, account_id: uuid.UUID, **owner: uuid.UUID
+    ) -> None:
+        """The token the session rests on is still live and belongs to this owner."""
+        if not await agents.token_is_live(conn, _uuid(token_id, "token_id"), account_id, **owner):
+            raise Unauthorized("the session's token is expired, revoked or not this agent's")
+
     async def client_init(self, req: ClientInitRequest) -> ClientInitReply:
         account_id = _uuid(req.account_id, "account_id")
         actor_id = _uuid(req.actor_id, "actor_id")
         _ip(req.remote_ip)
         async with self.pool.acquire() as conn:
+            await self._check_token(conn, req.token_id, account_id, actor_id=actor_id)
             device = await upsert_client(
                 conn,
                 account_id=account_id,
@@ -125,6 +133,7 @@ class Handlers:
         site_id = _uuid(req.site_id, "site_id")
         _ip(req.remote_ip)
         async with self.pool.acquire() as conn:
+            await self._check_token(conn, req.token_id, account_id, site_id=site_id)
             device = await upsert_gateway(
                 conn,
                 account_id=account_id,

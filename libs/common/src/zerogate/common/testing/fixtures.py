@@ -54,8 +54,13 @@ def postgres_server(zg_state_dir: Path) -> Iterator[PostgresServer | None]:
     if os.environ.get("ZG_TEST_DATABASE_URL"):
         yield None
         return
-    with PostgresServer(zg_state_dir / "pg") as server:
+    server = PostgresServer(zg_state_dir / "pg")
+    try:
+        server.start()
         yield server
+    finally:
+        server.stop()
+        server.remove_data()  # may live outside zg_state_dir (see PostgresServer)
 
 
 @pytest.fixture(scope="session")

@@ -157,3 +157,30 @@ async def visible_resources(
 ) -> list[ResourceRow]:
     """Resources an enabled policy of one of the actor's groups names (conditions aside)."""
     return [_resource(r) for r in await conn.fetch(_VISIBLE_RESOURCES_SQL, account_id, actor_id)]
+
+
+async def token_is_live(
+    conn: Connection,
+    token_id: uuid.UUID,
+    account_id: uuid.UUID,
+    *,
+    actor_id: uuid.UUID | None = None,
+    site_id: uuid.UUID | None = None,
+) -> bool:
+    """The token exists in the account, is neither revoked nor expired, belongs to
+    the given actor (client tokens) or site (gateway tokens), and its actor is enabled."""
+    return bool(
+        await conn.fetchval(
+            """SELECT EXISTS (
+                 SELECT 1 FROM tokens t LEFT JOIN actors a ON a.id = t.actor_id
+                  WHERE t.id = $1 AND t.account_id = $2 AND t.revoked_at IS NULL
+                    AND (t.expires_at IS NULL OR t.expires_at > now())
+                    AND a.disabled_at IS NULL
+                    AND ($3::uuid IS NULL OR (t.type = 'client' AND t.actor_id = $3))
+                    AND ($4::uuid IS NULL OR (t.type = 'gateway' AND t.site_id = $4)))""",
+            token_id,
+            account_id,
+            actor_id,
+            site_id,
+        )
+    )

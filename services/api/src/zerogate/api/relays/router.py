@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from zerogate.api.auth import Admin
 from zerogate.api.errors import Invalid
+from zerogate.api.pagination import Page, PageMetadata
 from zerogate.common import subjects
 from zerogate.common.bus import Bus
 from zerogate.common.errors import Unavailable
@@ -32,11 +33,7 @@ class RelayPublic(BaseModel):
     distance_km: float | None
 
 
-class RelayList(BaseModel):
-    data: list[RelayPublic]
-
-
-@router.get("/nearest", response_model=RelayList)
+@router.get("/nearest", response_model=Page[RelayPublic])
 async def nearest_relays(
     request: Request,
     principal: Admin,
@@ -44,7 +41,7 @@ async def nearest_relays(
     lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
     lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
     count: Annotated[int, Query(ge=1, le=8)] = 2,
-) -> RelayList:
+) -> Page[RelayPublic]:
     bus: Bus | None = request.app.state.bus
     if bus is None:
         raise Unavailable("the api runs without a bus")
@@ -55,14 +52,16 @@ async def nearest_relays(
     except ValueError as exc:
         raise Invalid(str(exc).splitlines()[-1] if str(exc) else "invalid query") from exc
     reply = await bus.request(subjects.RELAY_SELECT, ask, RelaySelectReply, timeout=SELECT_TIMEOUT)
-    return RelayList(
-        data=[
-            RelayPublic(
-                relay_id=offer.relay_id,
-                addresses=[str(a) for a in offer.addresses],
-                realm=offer.realm,
-                distance_km=offer.distance_km,
-            )
-            for offer in reply.offers
-        ]
+    data = [
+        RelayPublic(
+            relay_id=offer.relay_id,
+            addresses=[str(a) for a in offer.addresses],
+            realm=offer.realm,
+            distance_km=offer.distance_km,
+        )
+        for offer in reply.offers
+    ]
+    # Nearest first, at most ``count``: one page, no cursor.
+    return Page[RelayPublic](
+        data=data, metadata=PageMetadata(count=len(data), limit=count, next_page_cursor=None)
     )

@@ -7,7 +7,7 @@ bus handlers), and issues the request from ``--concurrency`` tasks for
 the process's CPU time per request; with
 ``--profile FILE`` it also writes a cProfile of the measured run. Asserts nothing.
 
-    .venv/bin/python services/api/bench/bench_rest_list.py [--duration 5] [--concurrency 4]
+    .venv/bin/python bench/bench_rest_list.py [--duration 5] [--concurrency 4]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import asyncio
 import cProfile
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -91,7 +92,7 @@ async def run(
             await asyncio.gather(*(worker(start + duration) for _ in range(concurrency)))
             elapsed = time.perf_counter() - start
             cpu = time.process_time() - cpu0
-            if profiler:
+            if profiler is not None and profile is not None:
                 profiler.disable()
                 profiler.dump_stats(profile)
     finally:
@@ -122,14 +123,20 @@ def main() -> int:
         database_url = os.environ.get("ZG_DATABASE_URL")
         if not database_url:
             state = Path(".zerogate") / f"bench-rest-{os.getpid()}"
-            pg = stack.enter_context(PostgresServer(state / "pg"))
+            pg = PostgresServer(state / "pg")
+            # Removed after the server stops (an ExitStack unwinds last-in first-out);
+            # as root the data directory may live outside ``state``.
+            stack.callback(shutil.rmtree, state, ignore_errors=True)
+            stack.callback(shutil.rmtree, pg.data_dir, ignore_errors=True)
+            stack.callback(pg.log_file.unlink, missing_ok=True)
+            stack.enter_context(pg)
             database_url = pg.create_database("bench")
         result = asyncio.run(run(database_url, args.duration, args.concurrency, args.profile))
     if args.json:
-        print(json.dumps(result))  # noqa: T201 - the bench's output
+        print(json.dumps(result))
     else:
         for key, value in result.items():
-            print(f"{key:>16}: {value}")  # noqa: T201 - the bench's output
+            print(f"{key:>16}: {value}")
     return 0
 
 
