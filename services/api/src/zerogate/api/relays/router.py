@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from zerogate.api.auth import Admin
 from zerogate.api.errors import Invalid
-from zerogate.api.pagination import Page, PageMetadata
+from zerogate.api.pagination import PageMetadata
 from zerogate.common import subjects
 from zerogate.common.bus import Bus
 from zerogate.common.errors import Unavailable
@@ -33,7 +33,14 @@ class RelayPublic(BaseModel):
     distance_km: float | None
 
 
-@router.get("/nearest", response_model=Page[RelayPublic])
+class RelayList(BaseModel):
+    """The list shape of every list route; one page, nearest first, no cursor."""
+
+    data: list[RelayPublic]
+    metadata: PageMetadata
+
+
+@router.get("/nearest", response_model=RelayList)
 async def nearest_relays(
     request: Request,
     principal: Admin,
@@ -41,7 +48,7 @@ async def nearest_relays(
     lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
     lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
     count: Annotated[int, Query(ge=1, le=8)] = 2,
-) -> Page[RelayPublic]:
+) -> RelayList:
     bus: Bus | None = request.app.state.bus
     if bus is None:
         raise Unavailable("the api runs without a bus")
@@ -62,6 +69,6 @@ async def nearest_relays(
         for offer in reply.offers
     ]
     # Nearest first, at most ``count``: one page, no cursor.
-    return Page[RelayPublic](
+    return RelayList(
         data=data, metadata=PageMetadata(count=len(data), limit=count, next_page_cursor=None)
     )
