@@ -1,1 +1,2 @@
-"""Zerogate signaling service."""
+"""Zerogate signaling service. Not built yet: the package exists so the layout and the
+installation are in place; its entry point arrives with the service."""
