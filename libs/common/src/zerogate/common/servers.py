@@ -13,6 +13,7 @@ its PID, and nothing else.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import hashlib
 import importlib.util
@@ -74,7 +75,7 @@ def find_executable(name: str) -> str:
     return found
 
 
-class _Server:
+class _Server(abc.ABC):
     proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Self:
@@ -86,8 +87,9 @@ class _Server:
     ) -> None:
         self.stop()
 
+    @abc.abstractmethod
     def start(self) -> None:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Start the server and return once it answers."""
 
     def stop(self) -> None:
         _terminate(self.proc)

@@ -9,6 +9,7 @@ generator ``turnutils_uclient`` (:func:`run_uclient`), whose output
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import os
@@ -199,7 +200,7 @@ def run_uclient(
     return report
 
 
-class _Process:
+class _Process(abc.ABC):
     """A child process stopped by its PID on exit (SIGTERM, then SIGKILL)."""
 
     proc: subprocess.Popen[bytes] | None = None
@@ -217,8 +218,9 @@ class _Process:
     ) -> None:
         self.stop()
 
+    @abc.abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Spawn the process (each kind knows its command line)."""
 
     @property
     def pid(self) -> int:

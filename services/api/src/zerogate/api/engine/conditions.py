@@ -24,6 +24,7 @@ to an equal condition.
 
 from __future__ import annotations
 
+import abc
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -73,16 +74,16 @@ _FAIL: Final[Outcome] = (False, None)
 
 
 @dataclass(frozen=True, slots=True)
-class Condition:
+class Condition(abc.ABC):
     """A parsed condition. Build with :func:`parse_condition`; compare by value."""
 
     property: str
     operator: str
     values: tuple[str, ...]
 
+    @abc.abstractmethod
     def evaluate(self, context: DecisionContext) -> Outcome:
         """Whether the condition holds for ``context``, and until when."""
-        raise NotImplementedError
 
     def as_dict(self) -> dict[str, object]:
         return {"property": self.property, "operator": self.operator, "values": list(self.values)}
