@@ -15,6 +15,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
+from zerogate.proto.net import IPAddress, IPNetwork, normalise_ip
+
 __all__ = [
     "REFUSED_V4",
     "REFUSED_V6",
@@ -23,8 +25,6 @@ __all__ = [
     "normalise_ip",
 ]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # IANA IPv4 Special-Purpose Address Registry (RFC 6890) and friends.
 REFUSED_V4: tuple[ipaddress.IPv4Network, ...] = tuple(
@@ -59,43 +59,6 @@ REFUSED_V6: tuple[ipaddress.IPv6Network, ...] = tuple(
     )
 )
 _GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")  # RFC 4291 §2.4
-
-_V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")  # RFC 4291 §2.5.5.2
-_V4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291 §2.5.5.1 (deprecated)
-_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")  # RFC 3056
-_NAT64_WKP = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 §2.1
-_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, refused as a whole
-_TEREDO = ipaddress.IPv6Network("2001::/32")  # RFC 4380
-_V4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 SIIT
-# :: and ::1 lie inside ::/96 but are the IPv6 unspecified and loopback
-# addresses (RFC 4291 §2.5.2, §2.5.3), never IPv4-compatible ones.
-_NOT_COMPATIBLE = ipaddress.IPv6Network("::/127")
-
-
-def normalise_ip(address: str | IPAddress) -> IPAddress:
-    """Turn every IPv4-in-IPv6 form into its IPv4 address; leave anything else alone.
-
-    Handled: IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible ``::a.b.c.d``, SIIT
-    ``::ffff:0:a.b.c.d``, 6to4 ``2002:AABB:CCDD::/48``, the NAT64 well-known
-    prefix ``64:ff9b::a.b.c.d`` and Teredo ``2001:0::/32`` (the client address,
-    de-obfuscated). Raises ``ValueError`` for a string that is no IP literal.
-    """
-    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-    if ip.version == 4:
-        return ip
-    assert isinstance(ip, ipaddress.IPv6Address)
-    if ip.scope_id is not None:
-        ip = ipaddress.IPv6Address(ip.packed)
-    value = int(ip)
-    if ip in _NOT_COMPATIBLE:
-        return ip
-    if ip in _V4_MAPPED or ip in _V4_COMPATIBLE or ip in _NAT64_WKP or ip in _V4_TRANSLATED:
-        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
-    if ip in _SIX_TO_FOUR:
-        return ipaddress.IPv4Address((value >> 80) & 0xFFFFFFFF)
-    if ip in _TEREDO:
-        return ipaddress.IPv4Address((value & 0xFFFFFFFF) ^ 0xFFFFFFFF)
-    return ip
 
 
 class PeerFilter:
