@@ -4,14 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-PACKAGES := libs/common[servers] services/api services/signaling services/relay services/gateway services/client
+PACKAGES := libs/common[servers] libs/testing services/api services/signaling services/relay services/gateway services/client
 STAMP := $(VENV)/.installed
 
 .PHONY: install dev test lint format bench clean
 
 install: $(STAMP)
 
-$(STAMP): constraints.txt libs/common/pyproject.toml $(wildcard services/*/pyproject.toml)
+$(STAMP): constraints.txt $(wildcard libs/*/pyproject.toml) $(wildcard services/*/pyproject.toml)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt $(foreach p,$(PACKAGES),-e ./$(p)) \
@@ -24,7 +24,7 @@ dev: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy libs/common/src services/*/src
+	$(VENV)/bin/mypy libs/common/src libs/testing/src services/*/src
 
 format: install
 	$(VENV)/bin/ruff format .

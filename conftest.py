@@ -13,7 +13,7 @@ from collections.abc import Generator
 
 import pytest
 
-pytest_plugins = ["zerogate.common.testing.fixtures"]
+pytest_plugins = ["zerogate.testing.fixtures"]
 
 
 @pytest.hookimpl(wrapper=True)

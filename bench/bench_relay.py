@@ -31,7 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from zerogate.relay.testing import (
+from zerogate.testing.turn import (
     Coturn,
     RelayProcess,
     TurnPeer,

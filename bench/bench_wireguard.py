@@ -24,14 +24,10 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-from zerogate.common.testing.netlab import (
-    LabProcess,
-    Namespace,
-    NetLab,
-    NetLabError,
+from zerogate.testing.lab import LabProcess, Namespace, NetLab, NetLabError, lab_unavailable_reason
+from zerogate.testing.wireguard import (
     WgInterfaceConfig,
     WgPeerConfig,
-    lab_unavailable_reason,
     start_wireguard_go,
     start_zerogate_wg,
     wg_keypair,

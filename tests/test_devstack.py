@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from pydantic import Field
 
 from zerogate.common.bus import Bus, BusError, redact_url
 from zerogate.common.errors import ConfigError
-from zerogate.common.servers import free_port, resolve_data_dir
+from zerogate.common.servers import resolve_data_dir
 from zerogate.common.settings import ZGSettings, build_settings, env_name, load_settings
 
 
@@ -40,63 +41,107 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.mark.slow
-def test_dev_stack_starts_answers_and_stops(tmp_path: Path) -> None:
-    ports = {
-        "ZG_API_PORT": free_port(),
-        "ZG_NATS_PORT": free_port(),
-        "ZG_RELAY_PORT": free_port(),
-        "ZG_RELAY_HTTP_PORT": free_port(),
-    }
+def _start_devstack(state: Path, **ports: int) -> subprocess.Popen[str]:
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}}
-    env.pop("ZG_DATABASE_URL", None)
-    state = tmp_path / "state"
-    proc = subprocess.Popen(
+    for var in ("ZG_DATABASE_URL", "ZG_BIND_IP", "ZG_RELAY_PUBLIC_IP", "ZG_RELAY_ALLOW_PEERS"):
+        env.pop(var, None)
+    return subprocess.Popen(
         [sys.executable, "-m", "zerogate.common.devstack", "dev", "--state-dir", str(state)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def _read_until_ready(proc: subprocess.Popen[str], timeout: float) -> list[str]:
     lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "press Ctrl-C to stop" in line:
+            break
+    return lines
+
+
+def _terminate(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
     try:
-        deadline = time.monotonic() + 120
-        assert proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "press Ctrl-C to stop" in line:
-                break
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+ALL_PORTS_FREE = {
+    "ZG_API_PORT": 0,
+    "ZG_NATS_PORT": 0,
+    "ZG_RELAY_PORT": 0,
+    "ZG_RELAY_HTTP_PORT": 0,
+    "ZG_SIGNALING_PORT": 0,
+}
+
+
+@pytest.mark.slow
+def test_dev_stack_starts_answers_and_stops(tmp_path: Path) -> None:
+    """Every port 0: each service reports what it bound, and dev.env holds the real ones."""
+    state = tmp_path / "state"
+    proc = _start_devstack(state, **ALL_PORTS_FREE)
+    children: set[int] = set()
+    try:
+        lines = _read_until_ready(proc, 120)
         assert any("press Ctrl-C" in line for line in lines), "".join(lines)
-        dev_env = (state / "dev.env").read_text()
-        for var in ("ZG_DATABASE_URL", "ZG_NATS_URL", "ZG_API_URL"):
-            assert f"export {var}=" in dev_env
-        api = f"http://127.0.0.1:{ports['ZG_API_PORT']}"
-        assert f"export ZG_API_URL={json.dumps(api)}" in dev_env
+        exported = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in (state / "dev.env").read_text().splitlines()
+        )
+        api = json.loads(exported["ZG_API_URL"])
+        assert api.startswith("http://127.0.0.1:")
+        assert not api.endswith(":0")
         with urllib.request.urlopen(f"{api}/healthz", timeout=5) as resp:
             assert json.load(resp)["checks"] == {"postgres": True, "nats": True}
-        metrics = f"http://127.0.0.1:{ports['ZG_RELAY_HTTP_PORT']}/metrics"
+        relay_line = next(line for line in lines if line.startswith("relay "))
+        metrics = relay_line.split("metrics at ")[1].rstrip(")\n")
         with urllib.request.urlopen(metrics, timeout=5) as resp:
             assert b"allocations" in resp.read()
+        # every HTTP listener is on the bind address (127.0.0.1), never the wildcard
+        assert "127.0.0.1:" in metrics
         children = _children(proc.pid)
         assert len(children) >= 5  # nats, postgres, api, registry, relay
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        _terminate(proc)
     shutil.rmtree(resolve_data_dir(state / "postgres"), ignore_errors=True)
     assert proc.returncode == 0
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(_alive(pid) for pid in children):
         time.sleep(0.1)
     assert not [pid for pid in children if _alive(pid)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variable", ["ZG_NATS_PORT", "ZG_API_PORT"])
+def test_a_port_in_use_names_the_port_and_its_variable(tmp_path: Path, variable: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = _start_devstack(tmp_path / "state", **{**ALL_PORTS_FREE, variable: port})
+        try:
+            out, _ = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                _terminate(proc)
+    assert proc.returncode == 1, out
+    error = next(line for line in out.splitlines() if line.startswith("error:"))
+    assert f"port {port} on 127.0.0.1 ({variable}) is already in use" in error
+    assert f"set {variable} to another port" in error
+    shutil.rmtree(resolve_data_dir(tmp_path / "state" / "postgres"), ignore_errors=True)
 
 
 class _Example(ZGSettings):
@@ -143,7 +188,9 @@ def test_urls_lose_their_credentials_in_messages() -> None:
 
 
 async def test_connect_gives_up_after_its_timeout() -> None:
-    port = free_port()  # nothing listens there
-    with pytest.raises(BusError) as info:
-        await Bus.connect(f"nats://u:secret@127.0.0.1:{port}", name="t", timeout=1.0)
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        with pytest.raises(BusError) as info:
+            await Bus.connect(f"nats://u:secret@127.0.0.1:{port}", name="t", timeout=1.0)
     assert "secret" not in str(info.value)

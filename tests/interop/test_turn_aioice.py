@@ -21,7 +21,7 @@ from aioice import Connection, TransportPolicy
 from aioice.turn import create_turn_endpoint
 
 from zerogate.proto.turn import rest_api_credentials
-from zerogate.relay.testing import RelayProcess
+from zerogate.testing.turn import RelayProcess
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 

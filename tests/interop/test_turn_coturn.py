@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from zerogate.relay.testing import RelayProcess, TurnPeer, UclientReport, run_uclient
+from zerogate.testing.turn import RelayProcess, TurnPeer, UclientReport, run_uclient
 
 pytestmark = [
     pytest.mark.interop,

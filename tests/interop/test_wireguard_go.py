@@ -25,21 +25,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from zerogate.common.testing.netlab import (
-    Impairment,
-    Link,
-    Namespace,
-    NetLab,
-    TcpTransfer,
-    UdpImpairProxy,
+from zerogate.testing.impair import Impairment, UdpImpairProxy
+from zerogate.testing.lab import Link, Namespace, NetLab, lab_unavailable_reason
+from zerogate.testing.transfer import TcpTransfer, tcp_transfer
+from zerogate.testing.wireguard import (
     WgInterface,
     WgInterfaceConfig,
     WgPeerConfig,
-    lab_unavailable_reason,
     render_wg_setconf,
     start_wireguard_go,
     start_zerogate_wg,
-    tcp_transfer,
     wg_keypair,
     wg_preshared_key,
     zerogate_wg_command,

@@ -19,7 +19,7 @@ from zerogate.proto.turn import rest_api_credentials
 from zerogate.relay.heartbeat import build_heartbeat
 from zerogate.relay.service import RelayService
 from zerogate.relay.settings import RelaySettings
-from zerogate.relay.testing import TurnTestClient, eventually, free_port_range
+from zerogate.testing.turn import TurnTestClient, eventually, free_port_range
 
 SECRET = "heartbeat-secret"
 
@@ -187,7 +187,11 @@ async def test_heartbeat_resent_at_once_after_a_bus_reconnect(tmp_path: Path) ->
 async def test_relay_serves_while_the_bus_is_down_and_joins_when_it_comes(
     tmp_path: Path,
 ) -> None:
-    server = NatsServer(tmp_path / "nats")  # picks a free port; not started yet
+    # Start NATS once to learn a port of its own, then stop it: the relay
+    # starts while the bus is down and joins when it comes back on that port.
+    server = NatsServer(tmp_path / "nats")
+    await asyncio.to_thread(server.start)
+    server.stop()
     service = RelayService(_settings(server.url, relay_id="relay-hb-late"))
     await service.start()
     watcher = None

@@ -15,7 +15,7 @@ from zerogate.proto.turn import rest_api_credentials
 from zerogate.relay.httpd import METRICS_CONTENT_TYPE, HttpProbe
 from zerogate.relay.service import RelayService
 from zerogate.relay.settings import RelaySettings
-from zerogate.relay.testing import TurnTestClient, free_port_range, parse_uclient
+from zerogate.testing.turn import TurnTestClient, free_port_range, parse_uclient
 
 SECRET = "fuzz-secret"
 

@@ -14,7 +14,7 @@ import pytest
 from zerogate.common import subjects
 from zerogate.common.bus import Bus, BusError
 from zerogate.common.messages.relay import RelaySelectReply, RelaySelectRequest
-from zerogate.relay.testing import RelayProcess
+from zerogate.testing.turn import RelayProcess
 
 
 def test_sigterm_stops_the_relay_cleanly() -> None:

@@ -161,7 +161,9 @@ def test_unbindable_port_exits_2_naming_the_setting() -> None:
             "--http-port", "0",
         )  # fmt: skip
     assert proc.returncode == 2
-    assert "listen_ip/port" in proc.stderr.strip().splitlines()[-1]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert f"port {port} on 127.0.0.1 (--port/ZG_RELAY_PORT) is already in use" in last
+    assert "0 picks a free one" in last
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["serve", "--help"], ["registry", "--help"]])

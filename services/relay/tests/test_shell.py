@@ -15,7 +15,7 @@ from zerogate.proto import stun
 from zerogate.proto.turn import rest_api_credentials
 from zerogate.relay.service import RelayService
 from zerogate.relay.settings import RelaySettings
-from zerogate.relay.testing import TurnTestClient, TurnTestError, eventually, free_port_range
+from zerogate.testing.turn import TurnTestClient, TurnTestError, eventually, free_port_range
 
 SECRET = "shell-test-secret"
 REALM = "shell.test"

@@ -24,20 +24,18 @@ from pathlib import Path
 
 import pytest
 
-from zerogate.common.testing.netlab import (
-    Namespace,
-    NetLab,
+from zerogate.dataplane.uapi import SOCKET_DIR
+from zerogate.testing.lab import Namespace, NetLab, lab_unavailable_reason
+from zerogate.testing.transfer import tcp_transfer
+from zerogate.testing.wireguard import (
     WgInterface,
     WgInterfaceConfig,
     WgPeerConfig,
-    lab_unavailable_reason,
     render_wg_quick,
     start_wireguard_go,
     start_zerogate_wg,
-    tcp_transfer,
     wg_keypair,
 )
-from zerogate.dataplane.uapi import SOCKET_DIR
 
 if lab_unavailable_reason() is not None:
     pytest.skip(lab_unavailable_reason() or "", allow_module_level=True)

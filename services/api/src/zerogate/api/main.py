@@ -26,7 +26,8 @@ import asyncpg
 
 from zerogate.api import db
 from zerogate.api.settings import ApiSettings
-from zerogate.common.errors import ZerogateError
+from zerogate.common.errors import ConfigError, ZerogateError
+from zerogate.common.listen import serve_asgi
 from zerogate.common.settings import load_settings
 
 _EPILOG = """\
@@ -118,8 +119,6 @@ async def _migrate(settings: ApiSettings) -> int:
 
 
 def _serve(settings: ApiSettings) -> int:
-    import uvicorn
-
     if settings.migrate_on_start:
         # Fail before uvicorn starts, with a message naming the setting; the app's
         # start-up then need not migrate a second time.
@@ -130,13 +129,18 @@ def _serve(settings: ApiSettings) -> int:
     from zerogate.common import telemetry
 
     telemetry.setup("zerogate-api", log_level=settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        log_config=None,
-        proxy_headers=True,
-    )
+    try:
+        serve_asgi(
+            create_app(settings),
+            settings.api_host,
+            settings.api_port,
+            what="api",
+            setting="ZG_API_PORT",
+            proxy_headers=True,
+        )
+    except ConfigError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)  # noqa: T201 - one line for the operator
+        return 2
     return 0
 
 

@@ -17,7 +17,7 @@ class ApiSettings(ZGSettings):
     #: bus reconnects by itself forever).
     nats_connect_timeout: float = Field(default=30.0, gt=0, le=3600)
     api_host: str = "127.0.0.1"
-    api_port: int = Field(default=8080, ge=1, le=65535)
+    api_port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (ZG_PORTS_FILE)
     #: Lifetime of an API token when the request names no ``expires_at``.
     api_token_ttl_days: int = Field(default=90, ge=1, le=3650)
     #: Lifetime of a service account's client token when none is named.

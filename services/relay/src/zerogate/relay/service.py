@@ -17,6 +17,7 @@ import sys
 import time
 
 from zerogate.common.bus import Bus, BusError
+from zerogate.common.listen import announce_ports, bind_failure
 from zerogate.common.messages.relay import RelayHeartbeat
 from zerogate.proto.turn import LocalProtocolError, Server, ServerConfig
 from zerogate.relay import metrics
@@ -115,10 +116,15 @@ class RelayService:
             )
         except OSError as exc:
             self.shell.close()
-            raise RelayStartError(
-                f"cannot listen on {self.settings.http_ip} port {self.settings.http_port} "
-                f"(http_ip/http_port): {exc.strerror}"
-            ) from exc
+            failure = bind_failure(
+                "relay HTTP probes",
+                str(self.settings.http_ip),
+                self.settings.http_port,
+                "--http-port/ZG_RELAY_HTTP_PORT",
+                exc,
+            )
+            raise RelayStartError(failure.detail) from exc
+        announce_ports(turn=self.port, http=self.http_port)
         if self.settings.nats_url:
             # The relay serves TURN whether or not the bus is up: join it in the
             # background (nats-py keeps retrying an unreachable server) and start

@@ -49,6 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from zerogate.common.listen import bind_failure
 from zerogate.proto.turn import Addr, RelayClosed, RelayOpened, Server
 
 log = logging.getLogger(__name__)
@@ -191,9 +192,8 @@ class RelayShell:
                 sock = _udp_socket(host, port, self._socket_buffer)
             except OSError as exc:
                 self.close()
-                raise RelayStartError(
-                    f"cannot listen on {host} port {port} (listen_ip/port): {exc.strerror}"
-                ) from exc
+                failure = bind_failure("relay STUN/TURN", host, port, "--port/ZG_RELAY_PORT", exc)
+                raise RelayStartError(failure.detail) from exc
             self._listen[version] = sock
             self._loop.add_reader(sock.fileno(), self._on_client, sock)
         self._flush()

@@ -1,4 +1,4 @@
-"""Tests of the network-namespace lab itself (zerogate.common.testing.netlab)."""
+"""Tests of the network-namespace lab itself (zerogate.testing.lab and friends)."""
 
 from __future__ import annotations
 
@@ -16,19 +16,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zerogate.common.testing import netlab
-from zerogate.common.testing.netlab import (
+from zerogate.testing import ping
+from zerogate.testing.impair import Impairment, UdpImpairProxy
+from zerogate.testing.lab import (
     CommandFailed,
     CommandTimeout,
-    Impairment,
     NetLab,
     NetLabError,
     StartupFailed,
-    UdpImpairProxy,
-    WgInterfaceConfig,
-    WgPeerConfig,
     existing_namespaces,
     lab_unavailable_reason,
+)
+from zerogate.testing.wireguard import (
+    WgInterfaceConfig,
+    WgPeerConfig,
     parse_wg_dump,
     render_wg_quick,
     render_wg_setconf,
@@ -62,36 +63,36 @@ def _pid_gone(pid: int) -> bool:
 
 def test_rfc1071_checksum_example():
     # RFC 1071 §3: the words 0001 f203 f4f5 f6f7 sum (with end-around carry) to ddf2.
-    assert netlab._inet_checksum(bytes.fromhex("0001f203f4f5f6f7")) == (~0xDDF2 & 0xFFFF)
+    assert ping._inet_checksum(bytes.fromhex("0001f203f4f5f6f7")) == (~0xDDF2 & 0xFFFF)
     # A message carrying its own checksum sums to zero.
     msg = bytes.fromhex("0800000012340001") + b"abc"
-    csum = netlab._inet_checksum(msg)
+    csum = ping._inet_checksum(msg)
     with_csum = msg[:2] + csum.to_bytes(2, "big") + msg[4:]
-    assert netlab._inet_checksum(with_csum) == 0
+    assert ping._inet_checksum(with_csum) == 0
 
 
 def test_echo_request_and_reply_layout():
     # RFC 792: type 8 request / type 0 reply, code 0, identifier and sequence.
-    req = netlab._echo_request(False, 0x1234, 7, b"payload")
+    req = ping._echo_request(False, 0x1234, 7, b"payload")
     assert req[0] == 8
     assert req[1] == 0
     assert req[4:8] == bytes.fromhex("12340007")
-    assert netlab._inet_checksum(req) == 0
+    assert ping._inet_checksum(req) == 0
     ip_header = bytes([0x45]) + bytes(19)
     reply = bytes([0, 0]) + req[2:]
-    assert netlab._echo_reply(False, ip_header + reply) == (0x1234, 7)
-    assert netlab._echo_reply(False, ip_header + req) is None  # a request is not a reply
+    assert ping._echo_reply(False, ip_header + reply) == (0x1234, 7)
+    assert ping._echo_reply(False, ip_header + req) is None  # a request is not a reply
     # RFC 4443: 128 request / 129 reply; no IP header on raw ICMPv6 reads.
-    req6 = netlab._echo_request(True, 0xBEEF, 2, b"")
+    req6 = ping._echo_request(True, 0xBEEF, 2, b"")
     assert req6[0] == 128
-    assert netlab._echo_reply(True, bytes([129, 0]) + req6[2:]) == (0xBEEF, 2)
-    assert netlab._echo_reply(True, b"\x81") is None
+    assert ping._echo_reply(True, bytes([129, 0]) + req6[2:]) == (0xBEEF, 2)
+    assert ping._echo_reply(True, b"\x81") is None
 
 
 @given(st.binary(max_size=64), st.booleans())
 @settings(max_examples=300, deadline=None)
 def test_echo_reply_parser_never_crashes(data, v6):
-    result = netlab._echo_reply(v6, data)
+    result = ping._echo_reply(v6, data)
     assert result is None or (0 <= result[0] < 65536 and 0 <= result[1] < 65536)
 
 
@@ -531,7 +532,7 @@ def test_impair_proxy_delays_and_reorders(lab):
 @pytest.mark.netns
 def test_interpreter_exit_cleans_up_a_lab_left_open():
     script = (
-        "from zerogate.common.testing.netlab import NetLab\n"
+        "from zerogate.testing.lab import NetLab\n"
         "lab = NetLab()\n"
         "ns = lab.namespace('left')\n"
         "proc = ns.spawn(['sleep', '60'])\n"

@@ -1,10 +1,12 @@
-"""Helpers for the relay's interop tests and benchmark (not used by the relay itself).
+"""TURN servers and tools as processes, and a small TURN test client.
 
 They start real programs and clean up by PID: our relay as a subprocess
-(:class:`RelayProcess`), coturn's ``turnserver`` (:class:`Coturn`), coturn's
-echo peer ``turnutils_peer`` (:class:`TurnPeer`), and run coturn's load
-generator ``turnutils_uclient`` (:func:`run_uclient`), whose output
-:func:`parse_uclient` reads.
+(:class:`RelayProcess`, which binds port 0 and reports the ports it got
+through ``ZG_PORTS_FILE``), coturn's ``turnserver`` (:class:`Coturn`, which
+cannot bind port 0, so a start that collides is retried on another port),
+coturn's echo peer ``turnutils_peer`` (:class:`TurnPeer`, the same), and run
+coturn's load generator ``turnutils_uclient`` (:func:`run_uclient`), whose
+output :func:`parse_uclient` reads.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from zerogate.common.errors import ConfigError
+from zerogate.common.listen import PORTS_FILE_ENV, wait_for_ports
 from zerogate.proto import stun
 from zerogate.proto.turn import long_term_key
 
@@ -35,7 +39,6 @@ __all__ = [
     "TurnPeer",
     "UclientReport",
     "cpu_seconds",
-    "free_udp_port",
     "parse_uclient",
     "run_uclient",
 ]
@@ -53,15 +56,24 @@ _LOST = re.compile(
 )
 
 
-def free_udp_port(host: str = "127.0.0.1") -> int:
+def _unused_udp_port(host: str) -> int:
+    """A UDP port free right now, for programs that cannot bind port 0 (retried on collision)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
+#: Starts of a program that cannot bind port 0, each on another port, before giving up.
+START_ATTEMPTS = 5
+
+
 def free_port_range(count: int, host: str = "127.0.0.1", low: int = 20000) -> tuple[int, int]:
-    """A run of ``count`` UDP ports that are free right now, starting at a random offset."""
+    """A run of ``count`` UDP ports that are free right now, starting at a random offset.
+
+    Below Linux's ephemeral range, so outgoing sockets rarely land in it; a
+    relay skips a port of its range that something took meanwhile.
+    """
     start = low + (os.getpid() * 7919 + time.monotonic_ns()) % 20000
     while True:
         ports = range(start, start + count)
@@ -272,33 +284,48 @@ def _wait_udp_stun(host: str, port: int, proc: subprocess.Popen[bytes], timeout:
 
 
 class TurnPeer(_Process):
-    """coturn's UDP echo peer ``turnutils_peer`` on ``host:port``."""
+    """coturn's UDP echo peer ``turnutils_peer`` on ``host:port`` (a free port when not given)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
-        self.port = port or free_udp_port(host)
+        self._fixed = port is not None
+        self.port = port or 0
 
     def start(self) -> None:
         exe = shutil.which("turnutils_peer")
         if exe is None:
             raise FileNotFoundError("turnutils_peer (Debian package coturn) is not installed")
-        self._spawn([exe, "-L", self.host, "-p", str(self.port)])
-        # It echoes any datagram: wait until it does.
+        for _ in range(1 if self._fixed else START_ATTEMPTS):
+            if not self._fixed:
+                self.port = _unused_udp_port(self.host)
+            self._spawn([exe, "-L", self.host, "-p", str(self.port)])
+            if self._echoes(10.0):
+                return
+            self.stop()  # the port was taken meanwhile, or it died: try another
+        raise RuntimeError(f"turnutils_peer did not start:\n{self.log_text()[-2000:]}")
+
+    def _echoes(self, timeout: float) -> bool:
+        """Wait until it echoes a datagram (False when it exits or stays silent)."""
+        assert self.proc is not None
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + timeout
         with socket.socket(family, socket.SOCK_DGRAM) as s:
             s.settimeout(0.2)
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and self.proc.poll() is None:
                 with contextlib.suppress(OSError):
                     s.sendto(b"ping", (self.host, self.port))
                     if s.recv(64) == b"ping":
-                        return
-        self.stop()
-        raise RuntimeError("turnutils_peer did not start")
+                        return True
+        return False
 
 
 class RelayProcess(_Process):
-    """``zerogate-relay`` as a child process on loopback (standalone unless ``nats_url``)."""
+    """``zerogate-relay`` as a child process on loopback (standalone unless ``nats_url``).
+
+    It binds port 0 for STUN/TURN and HTTP and reports what it got through
+    ``ZG_PORTS_FILE``; :attr:`port` and :attr:`http_port` are known after
+    :meth:`start`.
+    """
 
     def __init__(
         self,
@@ -315,8 +342,8 @@ class RelayProcess(_Process):
         self.host = host
         self.secret = secret
         self.realm = realm
-        self.port = free_udp_port(host)
-        self.http_port = free_udp_port("127.0.0.1")
+        self.port = 0
+        self.http_port = 0
         self.relay_ports = free_port_range(relay_ports, host)
         self.allow_peers = list(allow_peers)
         self.extra_args = list(extra_args)
@@ -352,18 +379,29 @@ class RelayProcess(_Process):
         env["ZG_LOG_LEVEL"] = env.get("ZG_TEST_RELAY_LOG_LEVEL", "INFO")
         if self.nats_url:
             env["ZG_NATS_URL"] = self.nats_url
-        self._spawn(self.argv(), env)
-        assert self.proc is not None
+        ports_dir = Path(tempfile.mkdtemp(prefix="zg-relay-ports-"))
+        env[PORTS_FILE_ENV] = str(ports_dir / "ports.json")
         try:
-            _wait_udp_stun(self.host, self.port, self.proc, 20.0)
-        except RuntimeError as exc:
+            self._spawn(self.argv(), env)
+            assert self.proc is not None
+            ports = wait_for_ports(
+                ports_dir / "ports.json", self.proc, name="zerogate-relay", timeout=20.0
+            )
+        except ConfigError as exc:
             log = self.log_text()
             self.stop()
-            raise RuntimeError(f"{exc}\n{log}") from None
+            raise RuntimeError(f"{exc.detail}\n{log}") from None
+        finally:
+            shutil.rmtree(ports_dir, ignore_errors=True)
+        self.port, self.http_port = ports["turn"], ports["http"]
 
 
 class Coturn(_Process):
-    """coturn's ``turnserver`` on loopback with TURN REST auth and a throwaway config."""
+    """coturn's ``turnserver`` on loopback with TURN REST auth and a throwaway config.
+
+    coturn cannot bind port 0: a free UDP port is picked and, should another
+    process take it first, the start is retried on another one.
+    """
 
     def __init__(
         self,
@@ -376,42 +414,52 @@ class Coturn(_Process):
         self.host = host
         self.secret = secret
         self.realm = realm
-        self.port = free_udp_port(host)
+        self.port = 0
         self.relay_ports = free_port_range(relay_ports, host)
 
     def start(self) -> None:
         exe = shutil.which("turnserver")
         if exe is None:
             raise FileNotFoundError("turnserver (Debian package coturn) is not installed")
-        self._spawn(
-            [
-                exe,
-                "-n",  # no configuration file
-                "--use-auth-secret",
-                f"--static-auth-secret={self.secret}",
-                f"--realm={self.realm}",
-                f"--listening-ip={self.host}",
-                f"--relay-ip={self.host}",
-                f"--listening-port={self.port}",
-                f"--min-port={self.relay_ports[0]}",
-                f"--max-port={self.relay_ports[1]}",
-                "--allow-loopback-peers",
-                f"--allowed-peer-ip={self.host}",
-                "--no-cli",
-                "--no-tls",
-                "--no-dtls",
-                "--no-tcp-relay",
-                "--log-file=stdout",
-                "--simple-log",
-            ]
-        )
-        assert self.proc is not None
-        try:
-            _wait_udp_stun(self.host, self.port, self.proc, 20.0)
-        except RuntimeError as exc:
-            log = self.log_text()
+        for _ in range(START_ATTEMPTS):
+            self.port = _unused_udp_port(self.host)
+            self._spawn(
+                [
+                    exe,
+                    "-n",  # no configuration file
+                    "--use-auth-secret",
+                    f"--static-auth-secret={self.secret}",
+                    f"--realm={self.realm}",
+                    f"--listening-ip={self.host}",
+                    f"--relay-ip={self.host}",
+                    f"--listening-port={self.port}",
+                    f"--min-port={self.relay_ports[0]}",
+                    f"--max-port={self.relay_ports[1]}",
+                    "--allow-loopback-peers",
+                    f"--allowed-peer-ip={self.host}",
+                    "--no-cli",
+                    "--no-tls",
+                    "--no-dtls",
+                    "--no-tcp",  # UDP only: a TCP listener would need the port free for TCP too
+                    "--no-tcp-relay",
+                    "--log-file=stdout",
+                    "--simple-log",
+                ]
+            )
+            assert self.proc is not None
+            try:
+                _wait_udp_stun(self.host, self.port, self.proc, 20.0)
+            except RuntimeError:
+                log = self.log_text()
+                self.stop()
+                if "Address already in use" not in log:
+                    raise RuntimeError(f"turnserver did not start:\n{log[-3000:]}") from None
+                continue
+            # Whoever took the port may answer STUN too: coturn's log tells.
+            if "Cannot bind local socket" not in self.log_text():
+                return
             self.stop()
-            raise RuntimeError(f"{exc}\n{log}") from None
+        raise RuntimeError(f"turnserver found no free port in {START_ATTEMPTS} attempts")
 
 
 class TurnTestError(Exception):

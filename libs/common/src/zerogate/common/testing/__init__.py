@@ -1,1 +1,0 @@
-"""Helpers for Zerogate's own tests and benchmarks (never imported by services)."""
