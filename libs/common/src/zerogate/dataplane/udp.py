@@ -5,11 +5,16 @@ socket with ``IPV6_V6ONLY=1`` beside an AF_INET one, so sources come back in
 their plain form and no v4-mapped address is ever handed to the core).
 Endpoints are ``(host, port)`` tuples everywhere.
 
-Speed (Linux): buffers are raised with ``SO_RCVBUFFORCE``/``SO_SNDBUFFORCE``;
-UDP GSO (``UDP_SEGMENT``) sends up to :data:`GSO_MAX_SEGMENTS` equal-sized
-datagrams to one destination in one ``sendmsg``; UDP GRO (``UDP_GRO``) lets one
-``recvmsg`` return many datagrams glued together, with their size in a control
-message. Both are probed at startup and dropped if the kernel refuses them.
+Speed (Linux): buffers are raised with ``SO_RCVBUFFORCE``/``SO_SNDBUFFORCE``
+(:func:`raise_buffers`); UDP GSO (``UDP_SEGMENT``) sends up to
+:data:`GSO_MAX_SEGMENTS` equal-sized datagrams to one destination in one
+``sendmsg`` (:class:`RunSender`); UDP GRO (``UDP_GRO``) lets one ``recvmsg``
+return many datagrams glued together, with their size in a control message.
+Both are probed at startup and dropped if the kernel refuses them.
+
+:class:`RunSender` and :func:`raise_buffers` are the one way every Zerogate
+packet path sends batches: the WireGuard interface, the TURN relay's shell
+and the agents' relayed paths (ChannelData) all use them.
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ SO_MARK = 36
 SOCKET_BUFFER = 8 * 1024 * 1024
 GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS in linux/udp.h
 GSO_MAX_BYTES = 65000  # stay under the 65507-byte IPv4 UDP payload limit
+#: What sendmsg answers when the kernel, the route or the device refuses GSO.
+NO_GSO_ERRNOS = frozenset(
+    {errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP, errno.ENOTSUP}
+)
 RECV_SIZE = 65536
 CMSG_SPACE = socket.CMSG_SPACE(4)
 _U16 = struct.Struct("=H")
@@ -55,13 +64,101 @@ class UdpError(DataplaneError):
     """Binding the UDP sockets failed."""
 
 
-def _raise_buffers(sock: socket.socket) -> None:
+def raise_buffers(sock: socket.socket, size: int = SOCKET_BUFFER) -> None:
+    """Raise both kernel buffers to ``size``: past ``net.core.[rw]mem_max`` where we may.
+
+    ``SO_*BUFFORCE`` needs CAP_NET_ADMIN; without it the plain options are
+    capped by the sysctls. With the default ~200 KiB a burst overflows at
+    about 50k datagrams/s.
+    """
     for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
         try:
-            sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
         except OSError:
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER)
+                sock.setsockopt(socket.SOL_SOCKET, plain, size)
+
+
+class RunSender:
+    """Sends datagrams to one destination in as few system calls as the kernel allows.
+
+    A run of equal-sized datagrams (only the last may be shorter, at most
+    :data:`GSO_MAX_SEGMENTS` and :data:`GSO_MAX_BYTES`) leaves in one
+    ``sendmsg`` with ``UDP_SEGMENT``; the rest one ``sendto`` each. When the
+    kernel refuses GSO (:data:`NO_GSO_ERRNOS`) the run goes out datagram by
+    datagram and GSO stays off for this sender. Never raises: failures are
+    returned as a count (a full buffer or an unreachable host drops).
+    """
+
+    __slots__ = ("enabled", "gso_sends")
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        #: sendmsg calls that carried several datagrams
+        self.gso_sends = 0
+
+    def send(
+        self,
+        sock: socket.socket,
+        destination: Endpoint,
+        datagrams: Sequence[bytes],
+        unfragmented: int = GSO_MAX_BYTES,
+    ) -> int:
+        """Send ``datagrams`` in order; returns how many could not be sent.
+
+        A datagram larger than ``unfragmented`` (the path's limit) goes alone:
+        the kernel would fragment a whole GSO super-datagram as one datagram
+        (seen on Linux 6.x over IPv6), so each is fragmented on its own.
+        """
+        count = len(datagrams)
+        if count == 1 or not self.enabled:
+            return self._one_by_one(sock, destination, datagrams)
+        failed = 0
+        start = 0
+        while start < count:
+            size = len(datagrams[start])
+            end = start + 1
+            if size <= unfragmented:
+                total = size
+                limit = min(count, start + GSO_MAX_SEGMENTS)
+                while end < limit:
+                    nxt = len(datagrams[end])
+                    if nxt > size or total + nxt > GSO_MAX_BYTES:
+                        break
+                    total += nxt
+                    end += 1
+                    if nxt < size:  # only the last segment may be shorter
+                        break
+            if end - start == 1 or not self.enabled:
+                failed += self._one_by_one(sock, destination, datagrams[start:end])
+            else:
+                failed += self._gso(sock, destination, datagrams[start:end], size)
+            start = end
+        return failed
+
+    def _gso(
+        self, sock: socket.socket, destination: Endpoint, run: Sequence[bytes], size: int
+    ) -> int:
+        try:
+            sock.sendmsg(run, [(SOL_UDP, UDP_SEGMENT, _U16.pack(size))], 0, destination)
+        except OSError as exc:
+            if exc.errno not in NO_GSO_ERRNOS:
+                return len(run)
+            log.info("UDP GSO refused (%s); sending one by one", exc.strerror)
+            self.enabled = False
+            return self._one_by_one(sock, destination, run)
+        self.gso_sends += 1
+        return 0
+
+    @staticmethod
+    def _one_by_one(sock: socket.socket, destination: Endpoint, datagrams: Sequence[bytes]) -> int:
+        failed = 0
+        for data in datagrams:
+            try:
+                sock.sendto(data, destination)
+            except OSError:
+                failed += 1
+        return failed
 
 
 class UdpSockets:
@@ -71,7 +168,7 @@ class UdpSockets:
         self.v4 = v4
         self.v6 = v6
         self.port: int = v4.getsockname()[1]
-        self.gso = self._probe(UDP_SEGMENT, 1280)
+        self.sender = RunSender(self._probe(UDP_SEGMENT, 1280))
         self.gro = self._probe(UDP_GRO, 1)
         self.send_errors = 0
         # destination -> (largest datagram that leaves unfragmented, when we looked)
@@ -114,7 +211,7 @@ class UdpSockets:
                 if sock is None:
                     continue
                 sock.setblocking(False)
-                _raise_buffers(sock)
+                raise_buffers(sock)
                 if fwmark:
                     try:
                         sock.setsockopt(socket.SOL_SOCKET, SO_MARK, fwmark)
@@ -153,62 +250,20 @@ class UdpSockets:
         except OSError:
             self.send_errors += 1
 
+    @property
+    def gso(self) -> bool:
+        """Whether UDP GSO is (still) in use."""
+        return self.sender.enabled
+
     def send_many(self, destination: Endpoint, datagrams: Sequence[bytes]) -> None:
         """Send datagrams to one destination, with GSO where sizes allow."""
-        count = len(datagrams)
-        if count == 1 or not self.gso:
-            for data in datagrams:
-                self.send(destination, data)
-            return
         sock = self.v6 if ":" in destination[0] else self.v4
         if sock is None:
-            self.send_errors += count
+            self.send_errors += len(datagrams)
             return
-        # The kernel would fragment a whole GSO super-datagram as one datagram
-        # (seen on Linux 6.x over IPv6), so datagrams that need fragments go
-        # one by one, and each is fragmented on its own.
-        unfragmented = self.segment_limit(destination)
-        start = 0
-        while start < count:
-            size = len(datagrams[start])
-            if size > unfragmented:
-                self.send(destination, datagrams[start])
-                start += 1
-                continue
-            end = start + 1
-            total = size
-            # GSO: all segments of one size, only the last may be shorter.
-            limit = min(count, start + GSO_MAX_SEGMENTS)
-            while end < limit:
-                nxt = len(datagrams[end])
-                if nxt > size or total + nxt > GSO_MAX_BYTES:
-                    break
-                total += nxt
-                end += 1
-                if nxt < size:
-                    break
-            if end - start == 1:
-                try:
-                    sock.sendto(datagrams[start], destination)
-                except OSError:
-                    self.send_errors += 1
-            else:
-                try:
-                    sock.sendmsg(
-                        datagrams[start:end],
-                        [(SOL_UDP, UDP_SEGMENT, _U16.pack(size))],
-                        0,
-                        destination,
-                    )
-                except OSError as exc:
-                    if exc.errno in (errno.EIO, errno.EINVAL, errno.EOPNOTSUPP):
-                        log.info("UDP GSO refused (%s); sending one by one", exc.strerror)
-                        self.gso = False
-                        for data in datagrams[start:end]:
-                            self.send(destination, data)
-                    else:
-                        self.send_errors += end - start
-            start = end
+        several = len(datagrams) > 1 and self.sender.enabled
+        limit = self.segment_limit(destination) if several else GSO_MAX_BYTES
+        self.send_errors += self.sender.send(sock, destination, datagrams, limit)
 
     def segment_limit(self, destination: Endpoint) -> int:
         """The largest UDP payload to ``destination`` that needs no fragmenting.

@@ -24,10 +24,12 @@ Why it looks the way it does (all measured on a 2-core box):
 
 * Runs of equal-sized datagrams for one destination within a batch (a bulk
   flow through one channel) leave in one ``sendmsg`` with UDP GSO
-  (``UDP_SEGMENT``, Linux 4.18+): on loopback that cut the relay's CPU time per
-  packet from ~7.7 µs to ~3.7 µs. Where the kernel refuses GSO the shell falls
-  back to one ``sendto`` per datagram. GRO on receive is not used (yet): each
-  datagram is still one ``recvfrom_into``.
+  (``UDP_SEGMENT``, Linux 4.18+) through the shared
+  :class:`zerogate.dataplane.udp.RunSender`: on loopback that cut the relay's
+  CPU time per packet from ~7.7 µs to ~3.7 µs. Where the kernel refuses GSO it
+  falls back to one ``sendto`` per datagram. Buffers are raised with the same
+  :func:`zerogate.dataplane.udp.raise_buffers`. GRO on receive is not used
+  (yet): each datagram is still one ``recvfrom_into``.
 
 One relay socket is bound per relay address of an allocation, on the listen
 address of its family (or the wildcard), so a relay behind a 1:1 NAT advertises
@@ -42,7 +44,6 @@ import errno
 import ipaddress
 import logging
 import socket
-import struct
 import sys
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from zerogate.common.listen import bind_failure
+from zerogate.dataplane.udp import RunSender, raise_buffers
 from zerogate.proto.turn import Addr, RelayClosed, RelayOpened, Server
 
 log = logging.getLogger(__name__)
@@ -91,36 +93,6 @@ class Counters:
     gso_sends: int = 0
 
 
-#: Linux socket(7) options that ignore ``net.core.[rw]mem_max`` (CAP_NET_ADMIN);
-#: Python's socket module does not name them.
-SO_SNDBUFFORCE: Final = getattr(socket, "SO_SNDBUFFORCE", 32 if sys.platform == "linux" else None)
-SO_RCVBUFFORCE: Final = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform == "linux" else None)
-
-
-#: UDP GSO (Linux 4.18+, udp(7)): one sendmsg carries up to 64 equal-sized datagrams.
-SOL_UDP: Final = getattr(socket, "SOL_UDP", 17)
-UDP_SEGMENT: Final = getattr(socket, "UDP_SEGMENT", 103)
-GSO_MAX_SEGMENTS: Final = 64
-#: Keep the whole super-datagram under the 64 KiB IP limit with headers to spare.
-GSO_MAX_BYTES: Final = 60000
-_U16: Final = struct.Struct("=H")
-_NO_GSO_ERRNOS: Final = frozenset(
-    {errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP, errno.ENOTSUP}
-)
-
-
-def _set_buffers(sock: socket.socket, size: int) -> None:
-    """Raise both buffers; ``*BUFFORCE`` passes ``rmem_max`` when we may (root)."""
-    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
-        try:
-            if force is None:
-                raise PermissionError
-            sock.setsockopt(socket.SOL_SOCKET, force, size)
-        except OSError:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, plain, size)
-
-
 def _udp_socket(host: str, port: int, buffer: int) -> socket.socket:
     family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -128,7 +100,7 @@ def _udp_socket(host: str, port: int, buffer: int) -> socket.socket:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.setblocking(False)
-        _set_buffers(sock, buffer)
+        raise_buffers(sock, buffer)
         sock.bind((host, port))
     except BaseException:
         sock.close()
@@ -171,7 +143,7 @@ class RelayShell:
         self._buf = bytearray(MAX_DATAGRAM)
         self._view = memoryview(self._buf)
         self._closed = False
-        self._gso = gso and sys.platform == "linux"
+        self._sender = RunSender(gso and sys.platform == "linux")
 
     # -- lifecycle -------------------------------------------------------------
     @property
@@ -223,15 +195,13 @@ class RelayShell:
         relays = self._relays
         recvfrom_into = sock.recvfrom_into
         channel_to_peer = core.channel_to_peer
-        gso = self._gso
-        send_run = self._send_run
+        send = self._sender.send
         slow = False
         received = packets = nbytes = errors = drops = 0
-        # a run of equal-sized datagrams for one (relay socket, peer): one GSO send
+        # consecutive datagrams for one (relay socket, peer): sent as GSO runs
         parts: list[bytes] = []
         run_sock: socket.socket | None = None
         run_peer: Addr | None = None
-        seg = total = 0
         for _ in range(BATCH):
             try:
                 n, source = recvfrom_into(buf)
@@ -252,42 +222,21 @@ class RelayShell:
                 if relay_sock is None:
                     drops += 1
                     continue
+                if parts and (relay_sock is not run_sock or out[1] != run_peer):
+                    failed = send(run_sock, run_peer, parts)  # type: ignore[arg-type]
+                    errors += failed
+                    packets -= failed
+                    parts = []
+                run_sock, run_peer = relay_sock, out[1]
                 payload = out[2]
-                size = len(payload)
-                packets += 1
-                nbytes += size
-                if not gso:
-                    try:
-                        relay_sock.sendto(payload, out[1])
-                    except OSError:
-                        errors += 1
-                        packets -= 1
-                    continue
-                if parts and (
-                    relay_sock is not run_sock
-                    or out[1] != run_peer
-                    or size > seg
-                    or len(parts) >= GSO_MAX_SEGMENTS
-                    or total + size > GSO_MAX_BYTES
-                ):
-                    failed = send_run(run_sock, run_peer, parts, seg)  # type: ignore[arg-type]
-                    errors += failed
-                    packets -= failed
-                    parts = []
-                if not parts:
-                    run_sock, run_peer, seg, total = relay_sock, out[1], size, 0
                 parts.append(bytes(payload))  # the receive buffer is reused
-                total += size
-                if size < seg:  # only the last segment may be shorter
-                    failed = send_run(run_sock, run_peer, parts, seg)  # type: ignore[arg-type]
-                    errors += failed
-                    packets -= failed
-                    parts = []
+                packets += 1
+                nbytes += len(payload)
             else:
                 core.handle_client_datagram(bytes(view[:n]), source, self._clock())
                 slow = True
         if parts:
-            failed = send_run(run_sock, run_peer, parts, seg)  # type: ignore[arg-type]
+            failed = send(run_sock, run_peer, parts)  # type: ignore[arg-type]
             errors += failed
             packets -= failed
         c = self.counters
@@ -296,6 +245,7 @@ class RelayShell:
         c.to_peer_bytes += nbytes
         c.send_errors += errors
         c.fast_path_drops += drops
+        c.gso_sends = self._sender.gso_sends
         if slow:
             self._flush()
 
@@ -307,15 +257,13 @@ class RelayShell:
         recvfrom_into = sock.recvfrom_into
         peer_to_client = core.peer_to_client
         listen = self._listen
-        gso = self._gso
-        send_run = self._send_run
+        send = self._sender.send
         slow = False
         received = packets = nbytes = errors = 0
-        # One relay socket serves one client, so a batch is mostly one GSO run.
+        # One relay socket serves one client, so a batch is mostly one run.
         parts: list[bytes] = []
         run_sock: socket.socket | None = None
         run_client: Addr | None = None
-        seg = total = 0
         for _ in range(BATCH):
             try:
                 n, peer = recvfrom_into(buf)
@@ -333,35 +281,21 @@ class RelayShell:
                 slow = True
                 continue
             client, framed = out
-            size = len(framed)
+            if client != run_client:
+                if parts:
+                    failed = send(run_sock, run_client, parts)  # type: ignore[arg-type]
+                    errors += failed
+                    packets -= failed
+                    parts = []
+                run_client = client
+                run_sock = listen.get(6 if ":" in client[0] else 4)
+            if run_sock is None:
+                continue
+            parts.append(framed)
             packets += 1
             nbytes += n
-            if parts and (
-                client != run_client
-                or size > seg
-                or len(parts) >= GSO_MAX_SEGMENTS
-                or total + size > GSO_MAX_BYTES
-            ):
-                failed = send_run(run_sock, run_client, parts, seg)  # type: ignore[arg-type]
-                errors += failed
-                packets -= failed
-                parts = []
-            if not parts:
-                lsock = listen.get(6 if ":" in client[0] else 4)
-                if lsock is None:
-                    packets -= 1
-                    nbytes -= n
-                    continue
-                run_sock, run_client, seg, total = lsock, client, size, 0
-            parts.append(framed)
-            total += size
-            if not gso or size < seg:
-                failed = send_run(run_sock, run_client, parts, seg)  # type: ignore[arg-type]
-                errors += failed
-                packets -= failed
-                parts = []
         if parts:
-            failed = send_run(run_sock, run_client, parts, seg)  # type: ignore[arg-type]
+            failed = send(run_sock, run_client, parts)  # type: ignore[arg-type]
             errors += failed
             packets -= failed
         c = self.counters
@@ -369,34 +303,9 @@ class RelayShell:
         c.to_client_packets += packets
         c.to_client_bytes += nbytes
         c.send_errors += errors
+        c.gso_sends = self._sender.gso_sends
         if slow:
             self._flush()
-
-    def _send_run(self, sock: socket.socket, dest: Addr, parts: list[bytes], seg: int) -> int:
-        """Send ``parts`` to ``dest``, several as one UDP GSO datagram; returns how many failed."""
-        if len(parts) == 1:
-            try:
-                sock.sendto(parts[0], dest)
-            except OSError:
-                return 1
-            return 0
-        try:
-            sock.sendmsg([b"".join(parts)], [(SOL_UDP, UDP_SEGMENT, _U16.pack(seg))], 0, dest)
-        except BlockingIOError:
-            return len(parts)
-        except OSError as exc:
-            if exc.errno in _NO_GSO_ERRNOS and self._gso:
-                self._gso = False
-                log.info("UDP GSO unavailable; sending datagrams one by one")
-            failed = 0
-            for part in parts:
-                try:
-                    sock.sendto(part, dest)
-                except OSError:
-                    failed += 1
-            return failed
-        self.counters.gso_sends += 1
-        return 0
 
     # -- draining the core -----------------------------------------------------
     def _flush(self) -> None:
