@@ -22,7 +22,9 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -33,8 +35,9 @@ from zerogate.api import db
 from zerogate.api.accounts.service import bootstrap_account
 from zerogate.api.tokens.repository import create_token
 from zerogate.common import subjects
+from zerogate.common.listen import PORTS_FILE_ENV, wait_for_ports
 from zerogate.common.messages.api import FlowAuthorizeRequest, FlowContext
-from zerogate.common.servers import NatsServer, PostgresServer, find_executable, free_port
+from zerogate.common.servers import NatsServer, PostgresServer, find_executable
 
 RESOURCES = 10_000
 GROUPS = 1_000
@@ -140,7 +143,13 @@ async def seed(database_url: str) -> Seeded:
             actor_groups.setdefault(actor, []).append(group)
         clients: list[tuple[str, str, list[str]]] = []
         for i, actor in enumerate(actors):
-            row, _ = await create_token(conn, account_id=acc, type="client", actor_id=actor)
+            row, _ = await create_token(
+                conn,
+                account_id=acc,
+                type="client",
+                actor_id=actor,
+                expires_at=datetime.now(UTC) + timedelta(days=1),
+            )
             client = await conn.fetchval(
                 """INSERT INTO devices (account_id, type, actor_id, external_id, name, public_key,
                                         ipv4, ipv6)
@@ -152,7 +161,7 @@ async def seed(database_url: str) -> Seeded:
                 i,
             )
             allowed = [r for g in actor_groups[actor] for r in reach.get(g, [])]
-            clients.append((str(client), str(row["id"]), allowed))
+            clients.append((str(client), str(row.id), allowed))
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
@@ -225,6 +234,19 @@ async def load(
     }
 
 
+def wait_healthy(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -238,7 +260,6 @@ def main() -> int:
     args = parser.parse_args()
 
     state = Path(".zerogate") / f"bench-flow-{os.getpid()}"
-    api_port = free_port()
     api: subprocess.Popen[bytes] | None = None
     try:
         with NatsServer(state / "nats") as nats_server, PostgresServer(state / "pg") as pg:
@@ -250,7 +271,8 @@ def main() -> int:
                 **os.environ,
                 "ZG_DATABASE_URL": database_url,
                 "ZG_NATS_URL": nats_server.url,
-                "ZG_API_PORT": str(api_port),
+                "ZG_API_PORT": "0",
+                PORTS_FILE_ENV: str((state / "api.ports.json").resolve()),
                 "ZG_LOG_LEVEL": "WARNING",
             }
             env.pop("ZG_TRACES_FILE", None)
@@ -260,11 +282,8 @@ def main() -> int:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            from zerogate.common.devstack import Service, _wait_healthy
-
-            _wait_healthy(
-                Service("api", [], f"http://127.0.0.1:{api_port}/healthz", ""), timeout=60
-            )
+            api_port = wait_for_ports(state / "api.ports.json", api, name="api", timeout=60)["http"]
+            wait_healthy(f"http://127.0.0.1:{api_port}/healthz", timeout=60)
             requests = payloads(account_id, clients, resources, 20_000)
             # Warm up connections and caches, then measure.
             uvloop.run(load(nats_server.url, requests, args.requesters, 2))

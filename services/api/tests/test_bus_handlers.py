@@ -328,3 +328,89 @@ async def test_init_refuses_a_dead_token_or_someone_elses_ids(h, tenant, make_te
             timeout=5,
         )
     assert info.value.code == "unauthorized"
+
+
+async def _flow_setup(h, tenant, agent_bus):
+    """A service account whose client may use one resource through Everyone."""
+    site = await h.make_site(tenant)
+    resource = await h.make_resource(tenant, site["id"], address="10.70.0.0/16")
+    everyone = next(
+        g for g in (await tenant.http.get("/v1/groups")).json()["data"] if g["kind"] == "everyone"
+    )
+    await tenant.create("/v1/policies", {"group_id": everyone["id"], "resource_id": resource["id"]})
+    sa = await h.make_actor(tenant, "service_account")
+    grant, init = await connect_client(agent_bus, await client_token(tenant, sa["id"]))
+    return resource, sa, grant, init
+
+
+async def _authorize_with(bus: Bus, grant: Any, client_id: str, resource_id: str, token_id):
+    return await bus.request(
+        subjects.FLOW_AUTHORIZE,
+        FlowAuthorizeRequest(
+            account_id=grant.account_id,
+            client_id=client_id,
+            resource_id=resource_id,
+            token_id=token_id,
+        ),
+        FlowAuthorizeReply,
+        timeout=5,
+    )
+
+
+async def test_flow_authorize_fails_closed_on_any_token_but_the_clients_live_one(
+    h, tenant, make_tenant, agent_bus, api_pool
+):
+    """Issue 8: an unknown token id was answered allow with expires_at null."""
+    resource, sa, grant, init = await _flow_setup(h, tenant, agent_bus)
+    ok = await _authorize_with(agent_bus, grant, init.client_id, resource["id"], grant.token_id)
+    assert ok.decision == "allow"
+    assert ok.expires_at is not None
+    assert grant.expires_at is not None
+    assert ok.expires_at <= grant.expires_at
+
+    other = await make_tenant()
+    other_sa = await h.make_actor(other, "service_account")
+    foreign = (
+        await agent_bus.request(
+            subjects.TOKEN_VERIFY,
+            TokenVerifyRequest(token=await client_token(other, other_sa["id"])),
+            TokenVerifyReply,
+            timeout=5,
+        )
+    ).token_id
+    colleague = await h.make_actor(tenant, "service_account")
+    colleagues = (
+        await agent_bus.request(
+            subjects.TOKEN_VERIFY,
+            TokenVerifyRequest(token=await client_token(tenant, colleague["id"])),
+            TokenVerifyReply,
+            timeout=5,
+        )
+    ).token_id
+    # the admin's API token: the right account, but not a client token of this actor
+    api_token = (await tenant.create("/v1/tokens", {}))["id"]
+    expired = await client_token(tenant, sa["id"])
+    expired_id = expired.split(".", 1)[0]
+    async with api_pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE tokens SET expires_at = now() - interval '1 second' WHERE id = $1",
+            uuid.UUID(expired_id),
+        )
+    revoked = (await client_token(tenant, sa["id"])).split(".", 1)[0]
+    r = await tenant.http.delete(f"/v1/tokens/{revoked}")
+    assert r.status_code == 204, r.text
+
+    for token_id in (
+        str(uuid.uuid4()),  # no such token
+        foreign,  # another account's
+        colleagues,  # another actor's
+        api_token,  # not a client token
+        expired_id,
+        revoked,
+        None,  # absent: signaling always sends it, so its absence fails closed
+    ):
+        reply = await _authorize_with(agent_bus, grant, init.client_id, resource["id"], token_id)
+        assert reply.decision == "deny", token_id
+        assert reply.violated_properties == [bushandlers.TOKEN_INVALID], token_id
+        assert reply.expires_at is None
+        assert reply.gateways == []

@@ -201,12 +201,16 @@ async def test_bootstrap_writes_nothing_but_its_json_line(database_url):
 async def test_start_up_gives_up_on_an_unreachable_bus_naming_the_setting(api_pool, database_url):
     """Bounded by ZG_NATS_CONNECT_TIMEOUT: an unbounded wait would also swallow SIGTERM,
     since uvicorn acts on signals only once start-up is over."""
-    from zerogate.common.errors import ConfigError
-    from zerogate.common.servers import free_port
+    import socket
 
+    from zerogate.common.errors import ConfigError
+
+    with socket.socket() as probe:  # a port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        unused = probe.getsockname()[1]
     settings = ApiSettings(
         database_url=SecretStr(database_url),
-        nats_url=f"nats://127.0.0.1:{free_port()}",
+        nats_url=f"nats://127.0.0.1:{unused}",
         nats_connect_timeout=0.5,
     )
     app = create_app(settings, pool=api_pool)

@@ -77,7 +77,11 @@ async def test_non_admin_actors_get_403_on_every_endpoint(app, h, tenant, api_po
     actor = await h.make_actor(tenant, actor_type)
     async with api_pool.acquire() as conn:
         _, token = await create_token(
-            conn, account_id=tenant.account_id, type="api", actor_id=uuid.UUID(actor["id"])
+            conn,
+            account_id=tenant.account_id,
+            type="api",
+            actor_id=uuid.UUID(actor["id"]),
+            expires_at=datetime.now(UTC) + timedelta(days=1),
         )
     async with h.http_client(app, token) as user:
         for method, path in [
@@ -102,7 +106,9 @@ async def test_api_client_actor_may_use_the_api(app, h, tenant):
     assert response.json()["id"] == str(tenant.account_id)
 
 
-async def test_disabled_actor_tokens_stop_working_and_come_back_on_enable(app, h, tenant):
+async def test_disabling_an_actor_kills_its_tokens_for_good(app, h, tenant):
+    """Issue 8: a re-enabled actor got its old tokens back, while the README says
+    disabling kills them. Enabling issues nothing: the actor needs a new token."""
     bot = await h.make_actor(tenant, "api_client")
     created = await tenant.create("/v1/tokens", {"actor_id": bot["id"]})
     async with h.http_client(app, created["token"]) as robot:
@@ -110,6 +116,11 @@ async def test_disabled_actor_tokens_stop_working_and_come_back_on_enable(app, h
         assert (await tenant.http.post(f"/v1/actors/{bot['id']}/disable")).status_code == 200
         h.assert_problem(await robot.get("/v1/account"), 401)
         assert (await tenant.http.post(f"/v1/actors/{bot['id']}/enable")).status_code == 200
+        h.assert_problem(await robot.get("/v1/account"), 401)
+    listed = (await tenant.http.get("/v1/tokens")).json()["data"]
+    assert created["id"] not in {t["id"] for t in listed}
+    fresh = await tenant.create("/v1/tokens", {"actor_id": bot["id"]})
+    async with h.http_client(app, fresh["token"]) as robot:
         assert (await robot.get("/v1/account")).status_code == 200
 
 
@@ -174,3 +185,72 @@ async def test_a_disabled_actors_token_and_a_deleted_actors_token_are_401(app, h
         assert (await robot.get("/v1/account")).status_code == 200
         assert (await tenant.http.delete(f"/v1/actors/{bot['id']}")).status_code == 204
         h.assert_problem(await robot.get("/v1/account"), 401)
+
+
+async def test_token_expiry_is_bounded_per_kind(h, tenant):
+    """Issue 8: an expiry a century ahead was accepted. Defaults: API tokens 1 year,
+    client tokens 90 days, gateway tokens 1 year when an expiry is named."""
+    now = datetime.now(UTC)
+    sa = await h.make_actor(tenant, "service_account")
+    site = await h.make_site(tenant)
+    cases = [
+        ("/v1/tokens", 365, "ZG_API_TOKEN_MAX_DAYS"),
+        (f"/v1/actors/{sa['id']}/client_tokens", 90, "ZG_CLIENT_TOKEN_MAX_DAYS"),
+        (f"/v1/sites/{site['id']}/gateway_tokens", 365, "ZG_GATEWAY_TOKEN_MAX_DAYS"),
+    ]
+    for path, days, setting in cases:
+        too_far = (now + timedelta(days=days, hours=1)).isoformat()
+        body = h.assert_problem(await tenant.http.post(path, json={"expires_at": too_far}), 422)
+        assert body["detail"].startswith("expires_at:"), body
+        assert setting in body["detail"]
+        assert body["errors"] == [
+            {"type": "invalid", "loc": ["body", "expires_at"], "msg": body["detail"]}
+        ]
+        century = "2126-01-01T00:00:00Z"
+        h.assert_problem(await tenant.http.post(path, json={"expires_at": century}), 422)
+        within = now + timedelta(days=days - 1)
+        created = await tenant.create(path, {"expires_at": within.isoformat()})
+        assert datetime.fromisoformat(created["expires_at"]) == within
+    # A gateway token named without an expiry does not expire (it is revoked instead).
+    forever = await tenant.create(f"/v1/sites/{site['id']}/gateway_tokens", {})
+    assert forever["expires_at"] is None
+
+
+async def test_token_expiry_bounds_follow_the_settings(h, api_pool, api_bus, database_url):
+    from pydantic import SecretStr
+
+    from zerogate.api.accounts.service import bootstrap_account
+    from zerogate.api.app import create_app
+    from zerogate.api.settings import ApiSettings
+
+    settings = ApiSettings(
+        database_url=SecretStr(database_url),
+        nats_url=None,
+        api_token_max_days=7,
+        api_token_ttl_days=7,
+    )
+    app = create_app(settings, pool=api_pool, bus=api_bus, bus_handlers=False)
+    boot = await bootstrap_account(api_pool, slug=f"t-{uuid.uuid4().hex[:12]}", email="a@b.test")
+    async with h.http_client(app, boot.token) as http:
+        eight = (datetime.now(UTC) + timedelta(days=8)).isoformat()
+        body = h.assert_problem(await http.post("/v1/tokens", json={"expires_at": eight}), 422)
+        assert "ZG_API_TOKEN_MAX_DAYS" in body["detail"]
+        made = await http.post("/v1/tokens", json={})
+        assert made.status_code == 201, made.text
+        expires = datetime.fromisoformat(made.json()["expires_at"])
+        assert abs(expires - (datetime.now(UTC) + timedelta(days=7))) < timedelta(minutes=1)
+
+
+def test_a_default_lifetime_beyond_the_maximum_is_a_bad_setting():
+    from zerogate.api.settings import ApiSettings
+    from zerogate.common.errors import ConfigError
+    from zerogate.common.settings import build_settings
+
+    with pytest.raises(ConfigError) as refused:
+        build_settings(ApiSettings, api_token_ttl_days=400)
+    assert "ZG_API_TOKEN_TTL_DAYS" in refused.value.detail
+    assert "ZG_API_TOKEN_MAX_DAYS" in refused.value.detail
+    with pytest.raises(ConfigError) as refused:
+        build_settings(ApiSettings, client_token_max_days=30)
+    assert "ZG_CLIENT_TOKEN_TTL_DAYS" in refused.value.detail
+    assert build_settings(ApiSettings).gateway_token_max_days == 365

@@ -181,7 +181,7 @@ async def test_load_decision_inputs_picks_only_the_actors_policies(h, tenant, ap
     await tenant.http.post(f"/v1/policies/{everyone_policy['id']}/disable")
     async with api_pool.acquire() as conn:
         inputs = await load_decision_inputs(
-            conn, tenant.account_id, uuid.UUID(actor["id"]), uuid.UUID(resource["id"])
+            conn, tenant.account_id, uuid.UUID(resource["id"]), actor_id=uuid.UUID(actor["id"])
         )
         assert inputs is not None
         assert not inputs.actor_disabled
@@ -194,7 +194,7 @@ async def test_load_decision_inputs_picks_only_the_actors_policies(h, tenant, ap
         # Another account's ids load nothing.
         assert (
             await load_decision_inputs(
-                conn, uuid.uuid4(), uuid.UUID(actor["id"]), uuid.UUID(resource["id"])
+                conn, uuid.uuid4(), uuid.UUID(resource["id"]), actor_id=uuid.UUID(actor["id"])
             )
             is None
         )

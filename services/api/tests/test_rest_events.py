@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from zerogate.api.events import ChangeEvent
 from zerogate.common import subjects
+from zerogate.common.messages.events import ChangeEvent
 
 WAIT = 5.0
 
@@ -226,3 +226,49 @@ async def test_moving_a_policy_or_resource_announces_the_old_ids_too(h, tenant, 
         (uuid.UUID(resource["id"]), uuid.UUID(site["id"])),
         (uuid.UUID(resource["id"]), uuid.UUID(new_site["id"])),
     ]
+
+
+async def test_disabling_an_actor_announces_each_token_it_revokes_then_enabling(
+    h, tenant, recorder
+):
+    """Issue 8: disabling revokes the actor's tokens (token.revoked for each, then
+    actor.disabled); enabling announces actor.enabled and brings none back."""
+    bot = await h.make_actor(tenant, "service_account")
+    issued = [await tenant.create(f"/v1/actors/{bot['id']}/client_tokens", {}) for _ in range(2)]
+    r = await tenant.http.post(f"/v1/actors/{bot['id']}/disable")
+    assert r.status_code == 200, r.text
+    for token in issued:
+        await recorder.expect("token", "revoked", token_id=token["id"], actor_id=bot["id"])
+    await recorder.expect("actor", "disabled", actor_id=bot["id"])
+    order = [(e.entity, e.action) for _, e in recorder.events]
+    assert order.index(("actor", "disabled")) > max(
+        i for i, pair in enumerate(order) if pair == ("token", "revoked")
+    )
+    r = await tenant.http.post(f"/v1/actors/{bot['id']}/enable")
+    assert r.status_code == 200, r.text
+    enabled = await recorder.expect("actor", "enabled", actor_id=bot["id"])
+    assert enabled.account_id == tenant.account_id
+    listed = (await tenant.http.get(f"/v1/actors/{bot['id']}/client_tokens")).json()["data"]
+    assert listed == []
+
+
+async def test_a_filter_change_announces_resource_updated(h, tenant, recorder):
+    site = await h.make_site(tenant)
+    resource = await h.make_resource(tenant, site["id"])
+    r = await tenant.http.patch(
+        f"/v1/resources/{resource['id']}", json={"filters": [{"protocol": "icmp"}]}
+    )
+    assert r.status_code == 200, r.text
+    await recorder.expect("resource", "updated", resource_id=resource["id"], site_id=site["id"])
+
+
+def test_the_event_model_lives_in_the_shared_library():
+    """Signaling parses events without importing the api: the api publishes the
+    shared model itself, whose docstring tables every event."""
+    from zerogate.api import events
+    from zerogate.common.messages import events as shared
+
+    assert events.ChangeEvent is shared.ChangeEvent is ChangeEvent
+    assert shared.__doc__ is not None
+    for name in ("token.revoked", "actor.enabled", "actor.disabled", "resource.updated"):
+        assert name in shared.__doc__

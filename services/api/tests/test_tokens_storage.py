@@ -7,6 +7,7 @@ import hmac
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -81,8 +82,20 @@ async def test_verify_token_grants_and_refuses(tenant, api_pool):
         assert await verify_token(conn, f"{token_id}.{flipped}") is None
         later = datetime.now(UTC) + timedelta(days=91)
         assert await verify_token(conn, tenant.token, now=later) is None
+        # API and client tokens always expire: none is made without an expiry, and a
+        # row found without one is refused; a gateway token may lack one.
+        with pytest.raises(ValueError, match="expires_at"):
+            await create_token(
+                conn, account_id=tenant.account_id, type="api", actor_id=tenant.actor_id
+            )
+        await conn.execute("UPDATE tokens SET expires_at = NULL WHERE id = $1", grant.token_id)
+        assert await verify_token(conn, tenant.token) is None
+        site = await conn.fetchval(
+            "INSERT INTO sites (account_id, name) VALUES ($1, 'forever') RETURNING id",
+            tenant.account_id,
+        )
         _, forever = await create_token(
-            conn, account_id=tenant.account_id, type="api", actor_id=tenant.actor_id
+            conn, account_id=tenant.account_id, type="gateway", site_id=site
         )
         assert await verify_token(conn, forever, now=later) is not None
 

@@ -4,28 +4,35 @@
 ``zg.v1.api.client.init``    register/refresh a client; its addresses and visible resources
 ``zg.v1.api.gateway.init``   register/refresh a gateway of a site
 ``zg.v1.api.flow.authorize`` may this client use this resource now, until when, through which
-                             gateways — decided by the same engine as ``/v1/policies/evaluate``
+                             gateways — :func:`zerogate.api.policies.service.authorize_flow`,
+                             the decision service ``/v1/policies/evaluate`` uses too
 
-Errors travel back as codes: ``unauthorized`` (bad token), ``not_found`` (an id
-that is not in the account), ``bad_request`` (malformed message).
+Every handler fails closed: a token, client, actor or site that is not found
+is never taken for one that is fine. ``flow.authorize`` denies (with ``token``
+among ``violated_properties``) unless the request names the client's own live
+client token, and every allow carries an ``expires_at`` no later than that
+token's.
+
+Errors travel back as codes: ``unauthorized`` (bad token at init), ``not_found``
+(an id that is not in the account), ``bad_request`` (malformed message).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import uuid
-from datetime import UTC, datetime
 
 from zerogate.api.agents import repository as agents
 from zerogate.api.db import Connection, Pool
 from zerogate.api.devices import upsert_client, upsert_gateway
-from zerogate.api.engine.context import DecisionContext
-from zerogate.api.engine.decision import Allow, decide
+from zerogate.api.engine.decision import Allow
+from zerogate.api.policies import service as policies
+from zerogate.api.resources.repository import ResourceRow, visible_resources
 from zerogate.api.settings import ApiSettings
 from zerogate.api.tokens.repository import verify_token
 from zerogate.common import subjects
 from zerogate.common.bus import Bus, Subscription
-from zerogate.common.errors import NotFound, Unauthorized, ZerogateError
+from zerogate.common.errors import Unauthorized, ZerogateError
 from zerogate.common.messages.api import (
     ClientInitReply,
     ClientInitRequest,
@@ -39,10 +46,11 @@ from zerogate.common.messages.api import (
     TokenVerifyReply,
     TokenVerifyRequest,
 )
+from zerogate.proto.net import IPAddress
 
 #: What ``violated_properties`` says when the decision failed before the engine.
-ACTOR_DISABLED = "actor_disabled"
-TOKEN_INVALID = "token"  # noqa: S105 - a property name, not a secret
+ACTOR_DISABLED = policies.ACTOR_DISABLED
+TOKEN_INVALID = policies.TOKEN_INVALID
 
 
 class BadRequest(ZerogateError):
@@ -56,7 +64,7 @@ def _uuid(value: str, what: str) -> uuid.UUID:
         raise BadRequest(f"{what} is not a UUID") from None
 
 
-def _ip(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _ip(value: str | None) -> IPAddress | None:
     if value is None:
         return None
     try:
@@ -65,14 +73,21 @@ def _ip(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
         raise BadRequest("remote_ip is not an IP address") from None
 
 
-def _resource_view(r: agents.ResourceRow) -> ResourceView:
+def _text(**fields: str) -> None:
+    """Postgres text cannot hold NUL: refuse it here rather than fail in the database."""
+    for name, value in fields.items():
+        if "\x00" in value:
+            raise BadRequest(f"{name} contains a NUL character")
+
+
+def _resource_view(r: ResourceRow) -> ResourceView:
     return ResourceView(
-        id=r.id,
+        id=str(r.id),
         type=r.type,  # type: ignore[arg-type]
         address=r.address,
         name=r.name,
         address_description=r.address_description,
-        site_id=r.site_id,
+        site_id=str(r.site_id),
         filters=[ResourceFilter.model_validate(f) for f in r.filters],
     )
 
@@ -98,18 +113,25 @@ class Handlers:
         )
 
     async def _check_token(
-        self, conn: Connection, token_id: str, account_id: uuid.UUID, **owner: uuid.UUID
+        self,
+        conn: Connection,
+        token_id: str,
+        account_id: uuid.UUID,
+        kind: agents.AgentKind,
+        owner_id: uuid.UUID,
     ) -> None:
         """The token the session rests on is still live and belongs to this owner."""
-        if not await agents.token_is_live(conn, _uuid(token_id, "token_id"), account_id, **owner):
+        token = _uuid(token_id, "token_id")
+        if not await agents.token_is_live(conn, token, account_id, kind, owner_id):
             raise Unauthorized("the session's token is expired, revoked or not this agent's")
 
     async def client_init(self, req: ClientInitRequest) -> ClientInitReply:
         account_id = _uuid(req.account_id, "account_id")
         actor_id = _uuid(req.actor_id, "actor_id")
         _ip(req.remote_ip)
+        _text(external_id=req.external_id, name=req.name, public_key=req.public_key)
         async with self.pool.acquire() as conn:
-            await self._check_token(conn, req.token_id, account_id, actor_id=actor_id)
+            await self._check_token(conn, req.token_id, account_id, "client", actor_id)
             device = await upsert_client(
                 conn,
                 account_id=account_id,
@@ -119,7 +141,7 @@ class Handlers:
                 name=req.name or req.external_id,
                 remote_ip=req.remote_ip,
             )
-            resources = await agents.visible_resources(conn, account_id, actor_id)
+            resources = await visible_resources(conn, account_id, actor_id)
         return ClientInitReply(
             client_id=str(device.id),
             ipv4=str(device.ipv4),
@@ -132,8 +154,9 @@ class Handlers:
         account_id = _uuid(req.account_id, "account_id")
         site_id = _uuid(req.site_id, "site_id")
         _ip(req.remote_ip)
+        _text(external_id=req.external_id, name=req.name, public_key=req.public_key)
         async with self.pool.acquire() as conn:
-            await self._check_token(conn, req.token_id, account_id, site_id=site_id)
+            await self._check_token(conn, req.token_id, account_id, "gateway", site_id)
             device = await upsert_gateway(
                 conn,
                 account_id=account_id,
@@ -151,39 +174,29 @@ class Handlers:
         )
 
     async def flow_authorize(self, req: FlowAuthorizeRequest) -> FlowAuthorizeReply:
-        account_id = _uuid(req.account_id, "account_id")
-        client_id = _uuid(req.client_id, "client_id")
-        resource_id = _uuid(req.resource_id, "resource_id")
-        token_id = _uuid(req.token_id, "token_id") if req.token_id else None
-        remote_ip = _ip(req.context.remote_ip)
-        now = req.context.time or datetime.now(UTC)
-        if now.tzinfo is None:
+        if req.context.time is not None and req.context.time.utcoffset() is None:
             raise BadRequest("context.time must carry a time zone")
-        async with self.pool.acquire() as conn:
-            flow = await agents.load_flow(conn, account_id, client_id, resource_id, token_id)
-        if flow is None:
-            raise NotFound("no such client or resource in this account")
-        expired = flow.token_expires_at is not None and flow.token_expires_at <= now
-        if flow.actor_disabled:
-            return FlowAuthorizeReply(decision="deny", violated_properties=[ACTOR_DISABLED])
-        if flow.token_invalid or expired:
-            return FlowAuthorizeReply(decision="deny", violated_properties=[TOKEN_INVALID])
-        context = DecisionContext(
-            remote_ip=remote_ip,
-            country=req.context.country.upper() if req.context.country else None,
-            time=now,
-            client_verified=flow.client_verified,
+        flow = await policies.authorize_flow(
+            self.pool,
+            account_id=_uuid(req.account_id, "account_id"),
+            client_id=_uuid(req.client_id, "client_id"),
+            resource_id=_uuid(req.resource_id, "resource_id"),
+            # Absent (signaling always sends it): loaded as no token, denied.
+            token_id=_uuid(req.token_id, "token_id") if req.token_id is not None else None,
+            remote_ip=_ip(req.context.remote_ip),
+            country=req.context.country,
+            time=req.context.time,
         )
-        decision = decide(flow.policies, context, flow.token_expires_at)
-        if not isinstance(decision, Allow):
+        result = flow.result
+        if not isinstance(result, Allow):
             return FlowAuthorizeReply(
-                decision="deny", violated_properties=list(decision.violated_properties)
+                decision="deny", violated_properties=list(result.violated_properties)
             )
         resource = _resource_view(flow.resource)
         return FlowAuthorizeReply(
             decision="allow",
-            policy_id=decision.policy_id,
-            expires_at=decision.expires_at,
+            policy_id=result.policy_id,
+            expires_at=result.expires_at,
             resource=resource,
             gateways=[
                 GatewayView(

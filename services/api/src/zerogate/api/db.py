@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypeVar
 
 import asyncpg
 
@@ -125,5 +125,17 @@ async def transaction(pool: Pool) -> AsyncIterator[Connection]:
         yield conn
 
 
-def record_dict(record: Any) -> dict[str, Any]:
-    return dict(record)
+R = TypeVar("R")
+
+
+def row(cls: type[R], record: Any) -> R:
+    """A repository's typed row (a dataclass whose fields are the query's columns)."""
+    return cls(**record)
+
+
+def row_or_none(cls: type[R], record: Any) -> R | None:
+    return None if record is None else cls(**record)
+
+
+def rows(cls: type[R], records: Any) -> list[R]:
+    return [cls(**record) for record in records]

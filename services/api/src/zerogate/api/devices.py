@@ -71,6 +71,18 @@ class Device:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SiteGateway:
+    """A gateway as a flow authorization hands it to signaling (addresses as text)."""
+
+    id: str
+    public_key: str
+    ipv4: str
+    ipv6: str
+    name: str
+    last_seen_remote_ip: str | None
+
+
 def draw_addresses() -> tuple[ipaddress.IPv4Address, ipaddress.IPv6Address]:
     offset = 1 + secrets.randbelow(_OFFSETS - 2)
     return (
@@ -143,28 +155,3 @@ async def upsert_gateway(
         _GATEWAY_TARGET,
         (account_id, "gateway", None, site_id, external_id, name, public_key, remote_ip, version),
     )
-
-
-async def get_device(
-    conn: Connection, account_id: uuid.UUID, device_id: uuid.UUID, type: DeviceType
-) -> Device | None:
-    row = await conn.fetchrow(
-        "SELECT * FROM devices WHERE account_id = $1 AND id = $2 AND type = $3",
-        account_id,
-        device_id,
-        type,
-    )
-    return None if row is None else Device.from_row(row)
-
-
-async def site_gateways(
-    conn: Connection, account_id: uuid.UUID, site_id: uuid.UUID
-) -> list[Device]:
-    """Every gateway ever seen in a site (presence says which are online)."""
-    rows = await conn.fetch(
-        "SELECT * FROM devices WHERE account_id = $1 AND site_id = $2 AND type = 'gateway'"
-        " ORDER BY created_at, id",
-        account_id,
-        site_id,
-    )
-    return [Device.from_row(r) for r in rows]

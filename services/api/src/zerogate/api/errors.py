@@ -26,9 +26,18 @@ from zerogate.common.errors import (
     ZerogateError,
 )
 
+#: Where in a request a problem lies, as pydantic writes it: ``("body", "address")``.
+Loc = tuple[str | int, ...]
+
 
 class Invalid(ZerogateError):
+    """422: ``detail`` says what is wrong, ``loc`` where (rendered as ``errors[]``)."""
+
     default_code = "invalid"
+
+    def __init__(self, detail: str = "", *, loc: Loc = ("body",), code: str | None = None) -> None:
+        super().__init__(detail, code=code)
+        self.loc = loc
 
 
 def not_found(kind: str) -> NotFound:
@@ -39,6 +48,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "Invalid",
+    "Loc",
     "NotFound",
     "Unauthorized",
     "Unavailable",

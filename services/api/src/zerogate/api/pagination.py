@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Final, Generic, TypeVar
+from typing import Annotated, Any, Final, Generic, Protocol, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
@@ -25,6 +25,19 @@ DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 500
 
 T = TypeVar("T")
+
+
+class Keyed(Protocol):
+    """A row that lists page by: every typed row of a list query is one."""
+
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+K = TypeVar("K", bound=Keyed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +66,9 @@ def decode_cursor(text: str) -> Cursor:
             raise ValueError("naive time")
         return Cursor(when, uuid.UUID(ident))
     except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise Invalid("page_cursor is not a cursor this API returned") from exc
+        raise Invalid(
+            "page_cursor is not a cursor this API returned", loc=("query", "page_cursor")
+        ) from exc
 
 
 async def page_params(
@@ -75,14 +90,14 @@ class Page(BaseModel, Generic[T]):
     metadata: PageMetadata
 
 
-def build_page(rows: Sequence[Any], params: PageParams, convert: Callable[[Any], T]) -> Page[T]:
+def build_page(rows: Sequence[K], params: PageParams, convert: Callable[[K], T]) -> Page[T]:
     """``rows`` is what the repository fetched with ``limit + 1``."""
     more = len(rows) > params.limit
     shown = rows[: params.limit]
     next_cursor = None
     if more and shown:
         last = shown[-1]
-        next_cursor = encode_cursor(Cursor(last["created_at"], last["id"]))
+        next_cursor = encode_cursor(Cursor(last.created_at, last.id))
     data = [convert(r) for r in shown]
     return Page[T](
         data=data,

@@ -98,12 +98,16 @@ async def _zerogate_error(request: Request, exc: Exception) -> JSONResponse:
     if status == 500:
         log.error("unmapped error", extra={"code": exc.code})
         return problem(500, "internal error", instance=request.url.path)
+    extensions: dict[str, Any] = {}
+    if isinstance(exc, Invalid):
+        extensions["errors"] = [{"type": exc.code, "loc": list(exc.loc), "msg": exc.detail}]
     return problem(
         status,
         exc.detail,
         type_=TYPE_BASE + exc.code,
         instance=request.url.path,
         headers=headers,
+        **extensions,
     )
 
 

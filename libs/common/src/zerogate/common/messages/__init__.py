@@ -3,7 +3,7 @@
 Every message on the bus is a pydantic model deriving from :class:`Message`.
 Models are frozen and ignore unknown fields, so a newer publisher can add a
 field without breaking an older subscriber. Domain models live in submodules
-(``api``, ``relay``).
+(``api``, ``events``, ``relay``).
 """
 
 from __future__ import annotations

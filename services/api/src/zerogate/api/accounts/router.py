@@ -14,5 +14,4 @@ router = APIRouter(prefix="/v1/account", tags=["account"])
 
 @router.get("")
 async def get_account(principal: Admin, pool: PoolDep) -> AccountPublic:
-    async with pool.acquire() as conn:
-        return await service.get_account(conn, principal.account_id)
+    return await service.get_account(pool, principal)

@@ -13,7 +13,8 @@ import asyncpg
 from zerogate.api.accounts import repository
 from zerogate.api.accounts.schemas import AccountPublic
 from zerogate.api.actors import repository as actors
-from zerogate.api.db import Connection, Pool, transaction
+from zerogate.api.auth import Principal
+from zerogate.api.db import Pool, transaction
 from zerogate.api.errors import Conflict, Invalid, not_found
 from zerogate.api.tokens import repository as tokens
 
@@ -28,11 +29,12 @@ class Bootstrapped:
     token: str
 
 
-async def get_account(conn: Connection, account_id: uuid.UUID) -> AccountPublic:
-    row = await repository.get_account(conn, account_id)
+async def get_account(pool: Pool, principal: Principal) -> AccountPublic:
+    async with pool.acquire() as conn:
+        row = await repository.get_account(conn, principal.account_id)
     if row is None:
         raise not_found("account")
-    return AccountPublic.model_validate(dict(row))
+    return AccountPublic.model_validate(row, from_attributes=True)
 
 
 async def bootstrap_account(
@@ -59,17 +61,17 @@ async def bootstrap_account(
             raise taken from exc
         actor = await actors.create_actor(
             conn,
-            account_id=account["id"],
+            account_id=account.id,
             type="account_admin_user",
             name=email.split("@", 1)[0],
             email=email,
         )
         _, token = await tokens.create_token(
             conn,
-            account_id=account["id"],
+            account_id=account.id,
             type="api",
-            actor_id=actor["id"],
+            actor_id=actor.id,
             name="bootstrap",
             expires_at=datetime.now(UTC) + token_ttl,
         )
-    return Bootstrapped(account["id"], actor["id"], token)
+    return Bootstrapped(account.id, actor.id, token)

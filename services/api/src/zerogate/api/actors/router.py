@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
@@ -71,14 +70,7 @@ async def create_client_token(
     pool: PoolDep,
     settings: SettingsDep,
 ) -> TokenCreated:
-    return await service.create_client_token(
-        pool,
-        principal,
-        actor_id,
-        name=body.name,
-        expires_at=body.expires_at,
-        default_ttl=timedelta(days=settings.client_token_ttl_days),
-    )
+    return await service.create_client_token(pool, settings, principal, actor_id, body)
 
 
 @router.get("/{actor_id}/client_tokens")

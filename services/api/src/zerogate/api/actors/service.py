@@ -1,25 +1,32 @@
-"""Actors: CRUD, disable/enable, client tokens for service accounts."""
+"""Actors: CRUD, disable/enable, client tokens for service accounts.
+
+Disabling an actor revokes every token it holds, in the same transaction, and
+announces ``token.revoked`` for each and then ``actor.disabled``; enabling it
+again issues nothing and brings none of them back (``actor.enabled``).
+"""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from zerogate.api.actors import repository
-from zerogate.api.actors.schemas import ActorCreate, ActorPublic, ActorUpdate
+from zerogate.api.actors.repository import ActorRow
+from zerogate.api.actors.schemas import ActorCreate, ActorPublic, ActorUpdate, ClientTokenCreate
 from zerogate.api.auth import Principal
 from zerogate.api.db import Pool, transaction
 from zerogate.api.errors import Conflict, Invalid, not_found
 from zerogate.api.events import Publisher, unit_of_work
 from zerogate.api.pagination import Page, PageParams, build_page
+from zerogate.api.settings import ApiSettings
 from zerogate.api.tokens import repository as tokens
+from zerogate.api.tokens.rules import check_expiry, created, emit_revoked
+from zerogate.api.tokens.rules import public as token_public
 from zerogate.api.tokens.schemas import TokenCreated, TokenPublic
-from zerogate.api.tokens.service import check_expiry, created
 
 
-def public(row: Any) -> ActorPublic:
-    return ActorPublic.model_validate(dict(row))
+def public(row: ActorRow) -> ActorPublic:
+    return ActorPublic.model_validate(row, from_attributes=True)
 
 
 async def create_actor(pool: Pool, principal: Principal, body: ActorCreate) -> ActorPublic:
@@ -54,7 +61,7 @@ async def update_actor(
     changes = body.model_dump(exclude_unset=True)
     for key in ("type", "name"):
         if key in changes and changes[key] is None:
-            raise Invalid(f"{key} can't be null")
+            raise Invalid(f"{key}: can't be null", loc=("body", key))
     if actor_id == principal.actor_id and changes.get("type", "") not in (
         "",
         "account_admin_user",
@@ -84,8 +91,16 @@ async def set_disabled(
         row = await repository.set_disabled(
             uow.conn, principal.account_id, actor_id, disabled=disabled
         )
+        if row is None:  # deleted meanwhile
+            raise not_found("actor")
         if disabled:
-            uow.emit("actor", "disabled", principal.account_id, actor_id=actor_id)
+            # The README's promise: disabling kills the actor's tokens at once, and for
+            # good, so that enabling the actor again does not revive them.
+            for token in await tokens.revoke_actor_tokens(uow.conn, principal.account_id, actor_id):
+                emit_revoked(uow, token)
+        uow.emit(
+            "actor", "disabled" if disabled else "enabled", principal.account_id, actor_id=actor_id
+        )
     return public(row)
 
 
@@ -103,26 +118,33 @@ async def delete_actor(
 
 async def create_client_token(
     pool: Pool,
+    settings: ApiSettings,
     principal: Principal,
     actor_id: uuid.UUID,
-    *,
-    name: str | None,
-    expires_at: datetime | None,
-    default_ttl: timedelta,
+    body: ClientTokenCreate,
 ) -> TokenCreated:
+    expires_at = check_expiry(
+        body.expires_at,
+        default_ttl=timedelta(days=settings.client_token_ttl_days),
+        max_ttl=timedelta(days=settings.client_token_max_days),
+        max_setting="ZG_CLIENT_TOKEN_MAX_DAYS",
+    )
     async with transaction(pool) as conn:
         actor = await repository.get_actor(conn, principal.account_id, actor_id)
         if actor is None:
             raise not_found("actor")
-        if actor["type"] != "service_account":
-            raise Invalid("client tokens are issued only for service_account actors")
+        if actor.type != "service_account":
+            raise Invalid(
+                "actor_id: client tokens are issued only for service_account actors",
+                loc=("path", "actor_id"),
+            )
         row, token = await tokens.create_token(
             conn,
             account_id=principal.account_id,
             type="client",
             actor_id=actor_id,
-            name=name,
-            expires_at=check_expiry(expires_at, default_ttl),
+            name=body.name,
+            expires_at=expires_at,
             created_by=principal.actor_id,
         )
     return created(row, token)
@@ -137,4 +159,4 @@ async def list_client_tokens(
         rows = await tokens.list_tokens(
             conn, principal.account_id, params, actor_id=actor_id, type="client"
         )
-    return build_page(rows, params, lambda r: TokenPublic.model_validate(dict(r)))
+    return build_page(rows, params, token_public)

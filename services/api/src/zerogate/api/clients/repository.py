@@ -5,26 +5,48 @@
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
 
-from zerogate.api.db import Connection
-from zerogate.api.devices import upsert_client
+from zerogate.api.db import Connection, row_or_none, rows
 from zerogate.api.pagination import PageParams, keyset_clause
 
-_COLUMNS = (
+_COLUMNS: Final = (
     "id, actor_id, external_id, name, public_key, ipv4, ipv6, verified_at, last_seen_at,"
     " host(last_seen_remote_ip) AS last_seen_remote_ip, last_seen_version, created_at, updated_at"
 )
 
-__all__ = ["delete_client", "get_client", "list_clients", "set_verified", "upsert_client"]
+
+@dataclass(frozen=True, slots=True)
+class ClientRow:
+    id: uuid.UUID
+    actor_id: uuid.UUID
+    external_id: str
+    name: str
+    public_key: str
+    ipv4: ipaddress.IPv4Address
+    ipv6: ipaddress.IPv6Address
+    verified_at: datetime | None
+    last_seen_at: datetime | None
+    last_seen_remote_ip: str | None
+    last_seen_version: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
-async def get_client(conn: Connection, account_id: uuid.UUID, client_id: uuid.UUID) -> Any:
-    return await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM devices WHERE account_id = $1 AND id = $2 AND type = 'client'",
-        account_id,
-        client_id,
+async def get_client(
+    conn: Connection, account_id: uuid.UUID, client_id: uuid.UUID
+) -> ClientRow | None:
+    return row_or_none(
+        ClientRow,
+        await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM devices WHERE account_id = $1 AND id = $2 AND type = 'client'",
+            account_id,
+            client_id,
+        ),
     )
 
 
@@ -34,9 +56,10 @@ async def list_clients(
     params: PageParams,
     *,
     actor_id: uuid.UUID | None = None,
-) -> list[Any]:
+) -> list[ClientRow]:
     clause, args = keyset_clause(params, 4)
-    return list(
+    return rows(
+        ClientRow,
         await conn.fetch(
             f"""SELECT {_COLUMNS} FROM devices
                  WHERE account_id = $1 AND type = 'client'
@@ -46,7 +69,7 @@ async def list_clients(
             actor_id,
             params.limit + 1,
             *args,
-        )
+        ),
     )
 
 
@@ -56,22 +79,30 @@ async def set_verified(
     client_id: uuid.UUID,
     *,
     verified: bool,
-) -> Any:
-    return await conn.fetchrow(
-        f"""UPDATE devices
-               SET verified_at = CASE WHEN $3 THEN coalesce(verified_at, now()) ELSE NULL END,
-                   updated_at = now()
-             WHERE account_id = $1 AND id = $2 AND type = 'client' RETURNING {_COLUMNS}""",
-        account_id,
-        client_id,
-        verified,
+) -> ClientRow | None:
+    return row_or_none(
+        ClientRow,
+        await conn.fetchrow(
+            f"""UPDATE devices
+                   SET verified_at = CASE WHEN $3 THEN coalesce(verified_at, now()) ELSE NULL END,
+                       updated_at = now()
+                 WHERE account_id = $1 AND id = $2 AND type = 'client' RETURNING {_COLUMNS}""",
+            account_id,
+            client_id,
+            verified,
+        ),
     )
 
 
-async def delete_client(conn: Connection, account_id: uuid.UUID, client_id: uuid.UUID) -> Any:
-    return await conn.fetchrow(
-        f"DELETE FROM devices WHERE account_id = $1 AND id = $2 AND type = 'client'"
-        f" RETURNING {_COLUMNS}",
-        account_id,
-        client_id,
+async def delete_client(
+    conn: Connection, account_id: uuid.UUID, client_id: uuid.UUID
+) -> ClientRow | None:
+    return row_or_none(
+        ClientRow,
+        await conn.fetchrow(
+            f"DELETE FROM devices WHERE account_id = $1 AND id = $2 AND type = 'client'"
+            f" RETURNING {_COLUMNS}",
+            account_id,
+            client_id,
+        ),
     )

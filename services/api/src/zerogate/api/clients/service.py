@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from zerogate.api.auth import Principal
 from zerogate.api.clients import repository
+from zerogate.api.clients.repository import ClientRow
 from zerogate.api.clients.schemas import ClientPublic
 from zerogate.api.db import Pool
 from zerogate.api.errors import not_found
@@ -14,8 +14,8 @@ from zerogate.api.events import Publisher, unit_of_work
 from zerogate.api.pagination import Page, PageParams, build_page
 
 
-def public(row: Any) -> ClientPublic:
-    return ClientPublic.model_validate(dict(row))
+def public(row: ClientRow) -> ClientPublic:
+    return ClientPublic.model_validate(row, from_attributes=True)
 
 
 async def list_clients(
@@ -49,9 +49,7 @@ async def set_verified(
         if row is None:
             raise not_found("client")
         action = "verified" if verified else "unverified"
-        uow.emit(
-            "client", action, principal.account_id, client_id=client_id, actor_id=row["actor_id"]
-        )
+        uow.emit("client", action, principal.account_id, client_id=client_id, actor_id=row.actor_id)
     return public(row)
 
 
@@ -63,5 +61,5 @@ async def delete_client(
         if row is None:
             raise not_found("client")
         uow.emit(
-            "client", "deleted", principal.account_id, client_id=client_id, actor_id=row["actor_id"]
+            "client", "deleted", principal.account_id, client_id=client_id, actor_id=row.actor_id
         )

@@ -6,68 +6,102 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
 
-from zerogate.api.db import Connection
+from zerogate.api.actors.repository import ActorRow
+from zerogate.api.db import Connection, row, row_or_none, rows
 from zerogate.api.pagination import PageParams, keyset_clause
 
-_COLUMNS = "id, account_id, name, kind, created_at, updated_at"
+_COLUMNS: Final = "id, account_id, name, kind, created_at, updated_at"
 
 
-async def create_group(conn: Connection, account_id: uuid.UUID, name: str) -> Any:
-    return await conn.fetchrow(
-        f"INSERT INTO groups (account_id, name) VALUES ($1, $2) RETURNING {_COLUMNS}",
-        account_id,
-        name,
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    id: uuid.UUID
+    account_id: uuid.UUID
+    name: str
+    kind: str
+    created_at: datetime
+    updated_at: datetime
+
+
+async def create_group(conn: Connection, account_id: uuid.UUID, name: str) -> GroupRow:
+    return row(
+        GroupRow,
+        await conn.fetchrow(
+            f"INSERT INTO groups (account_id, name) VALUES ($1, $2) RETURNING {_COLUMNS}",
+            account_id,
+            name,
+        ),
     )
 
 
-async def get_group(conn: Connection, account_id: uuid.UUID, group_id: uuid.UUID) -> Any:
-    return await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM groups WHERE account_id = $1 AND id = $2", account_id, group_id
+async def get_group(
+    conn: Connection, account_id: uuid.UUID, group_id: uuid.UUID
+) -> GroupRow | None:
+    return row_or_none(
+        GroupRow,
+        await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM groups WHERE account_id = $1 AND id = $2",
+            account_id,
+            group_id,
+        ),
     )
 
 
-async def list_groups(conn: Connection, account_id: uuid.UUID, params: PageParams) -> list[Any]:
+async def list_groups(
+    conn: Connection, account_id: uuid.UUID, params: PageParams
+) -> list[GroupRow]:
     clause, args = keyset_clause(params, 3)
-    return list(
+    return rows(
+        GroupRow,
         await conn.fetch(
             f"SELECT {_COLUMNS} FROM groups WHERE account_id = $1{clause}"
             " ORDER BY created_at, id LIMIT $2",
             account_id,
             params.limit + 1,
             *args,
-        )
+        ),
     )
 
 
 async def rename_group(
     conn: Connection, account_id: uuid.UUID, group_id: uuid.UUID, name: str
-) -> Any:
-    return await conn.fetchrow(
-        f"UPDATE groups SET name = $3, updated_at = now() WHERE account_id = $1 AND id = $2"
-        f" RETURNING {_COLUMNS}",
-        account_id,
-        group_id,
-        name,
+) -> GroupRow | None:
+    return row_or_none(
+        GroupRow,
+        await conn.fetchrow(
+            f"UPDATE groups SET name = $3, updated_at = now() WHERE account_id = $1 AND id = $2"
+            f" RETURNING {_COLUMNS}",
+            account_id,
+            group_id,
+            name,
+        ),
     )
 
 
-async def delete_group(conn: Connection, account_id: uuid.UUID, group_id: uuid.UUID) -> Any:
+async def delete_group(
+    conn: Connection, account_id: uuid.UUID, group_id: uuid.UUID
+) -> GroupRow | None:
     """Delete a static group; its memberships and policies go with it."""
-    return await conn.fetchrow(
-        f"DELETE FROM groups WHERE account_id = $1 AND id = $2 AND kind = 'static'"
-        f" RETURNING {_COLUMNS}",
-        account_id,
-        group_id,
+    return row_or_none(
+        GroupRow,
+        await conn.fetchrow(
+            f"DELETE FROM groups WHERE account_id = $1 AND id = $2 AND kind = 'static'"
+            f" RETURNING {_COLUMNS}",
+            account_id,
+            group_id,
+        ),
     )
 
 
 async def member_ids(conn: Connection, group_id: uuid.UUID) -> list[uuid.UUID]:
-    rows = await conn.fetch(
+    records = await conn.fetch(
         "SELECT actor_id FROM memberships WHERE group_id = $1 ORDER BY actor_id", group_id
     )
-    return [r["actor_id"] for r in rows]
+    return [r["actor_id"] for r in records]
 
 
 async def replace_members(
@@ -92,13 +126,15 @@ async def replace_members(
 
 
 async def list_members(
-    conn: Connection, account_id: uuid.UUID, group: Any, params: PageParams
-) -> list[Any]:
+    conn: Connection, account_id: uuid.UUID, group: GroupRow, params: PageParams
+) -> list[ActorRow]:
     """Actors of a group as pages; the Everyone group lists every actor."""
     clause, args = keyset_clause(params, 4, "a.")
-    return list(
+    return rows(
+        ActorRow,
         await conn.fetch(
-            f"""SELECT a.id, a.type, a.name, a.email, a.disabled_at, a.created_at, a.updated_at
+            f"""SELECT a.id, a.account_id, a.type, a.name, a.email, a.disabled_at,
+                       a.created_at, a.updated_at
                   FROM actors a
                  WHERE a.account_id = $1
                    AND ($3::text = 'everyone' OR EXISTS (
@@ -106,9 +142,9 @@ async def list_members(
                    {clause}
                  ORDER BY a.created_at, a.id LIMIT ${4 + len(args)}""",
             account_id,
-            group["id"],
-            group["kind"],
+            group.id,
+            group.kind,
             *args,
             params.limit + 1,
-        )
+        ),
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from zerogate.api.actors import repository as actors
 from zerogate.api.actors.schemas import ActorPublic
@@ -12,24 +11,25 @@ from zerogate.api.db import Connection, Pool, transaction
 from zerogate.api.errors import Conflict, not_found
 from zerogate.api.events import Publisher, unit_of_work
 from zerogate.api.groups import repository
+from zerogate.api.groups.repository import GroupRow
 from zerogate.api.groups.schemas import GroupCreate, GroupPublic, GroupUpdate, MembersPublic
 from zerogate.api.pagination import Page, PageParams, build_page
 from zerogate.api.policies import repository as policies
 
 
-def public(row: Any) -> GroupPublic:
-    return GroupPublic.model_validate(dict(row))
+def public(row: GroupRow) -> GroupPublic:
+    return GroupPublic.model_validate(row, from_attributes=True)
 
 
-async def _group(conn: Connection, principal: Principal, group_id: uuid.UUID) -> Any:
+async def _group(conn: Connection, principal: Principal, group_id: uuid.UUID) -> GroupRow:
     row = await repository.get_group(conn, principal.account_id, group_id)
     if row is None:
         raise not_found("group")
     return row
 
 
-def _static(group: Any, what: str) -> None:
-    if group["kind"] == "everyone":
+def _static(group: GroupRow, what: str) -> None:
+    if group.kind == "everyone":
         raise Conflict(f"the Everyone group can't {what}")
 
 
@@ -55,6 +55,8 @@ async def update_group(
     async with transaction(pool) as conn:
         _static(await _group(conn, principal, group_id), "be renamed")
         row = await repository.rename_group(conn, principal.account_id, group_id, body.name)
+    if row is None:  # deleted meanwhile
+        raise not_found("group")
     return public(row)
 
 
@@ -73,9 +75,9 @@ async def delete_group(
                 "policy",
                 "deleted",
                 principal.account_id,
-                policy_id=row["id"],
+                policy_id=row.id,
                 group_id=group_id,
-                resource_id=row["resource_id"],
+                resource_id=row.resource_id,
             )
         if members:
             uow.emit(
@@ -132,4 +134,4 @@ async def list_members(
     async with pool.acquire() as conn:
         group = await _group(conn, principal, group_id)
         rows = await repository.list_members(conn, principal.account_id, group, params)
-    return build_page(rows, params, lambda r: ActorPublic.model_validate(dict(r)))
+    return build_page(rows, params, lambda r: ActorPublic.model_validate(r, from_attributes=True))

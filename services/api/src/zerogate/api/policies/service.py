@@ -1,14 +1,23 @@
-"""Policies: CRUD, disable/enable, and evaluation through the engine."""
+"""Policies: CRUD, disable/enable, and the one decision service.
+
+:func:`authorize_flow` (the bus's ``flow.authorize``) and :func:`evaluate`
+(``POST /v1/policies/evaluate``) load their inputs with the one loader,
+:func:`~zerogate.api.policies.repository.load_decision_inputs`, and decide with
+the one function, :func:`decide_for`; they differ only in the subject (always a
+client on the bus; an actor or a client over REST) and in the session token,
+which a flow must rest on and an evaluation has not got.
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from zerogate.api.auth import Principal
-from zerogate.api.clients import repository as clients
 from zerogate.api.db import Connection, Pool
+from zerogate.api.devices import SiteGateway
 from zerogate.api.engine.conditions import parse_conditions
 from zerogate.api.engine.decision import Allow, DecisionContext, Deny, decide
 from zerogate.api.errors import Invalid, not_found
@@ -16,7 +25,7 @@ from zerogate.api.events import Publisher, UnitOfWork, unit_of_work
 from zerogate.api.groups import repository as groups
 from zerogate.api.pagination import Page, PageParams, build_page
 from zerogate.api.policies import repository
-from zerogate.api.policies.repository import DecisionInputs
+from zerogate.api.policies.repository import DecisionInputs, PolicyRow, TokenRef
 from zerogate.api.policies.schemas import (
     EvaluateAllow,
     EvaluateDeny,
@@ -26,29 +35,100 @@ from zerogate.api.policies.schemas import (
     PolicyUpdate,
 )
 from zerogate.api.resources import repository as resources
+from zerogate.api.resources.repository import ResourceRow
+from zerogate.proto.net import IPAddress
 
 #: The violated property reported when the actor itself is disabled.
 ACTOR_DISABLED: Final = "actor_disabled"
+#: The violated property reported when the session's token does not hold.
+TOKEN_INVALID: Final = "token"  # noqa: S105 - a property name, not a secret
 
 
-def public(row: Any) -> PolicyPublic:
-    return PolicyPublic.model_validate(dict(row))
+def public(row: PolicyRow) -> PolicyPublic:
+    return PolicyPublic.model_validate(row, from_attributes=True)
 
 
 def normalize_conditions(raw: list[dict[str, Any]]) -> list[dict[str, object]]:
     try:
         return [c.as_dict() for c in parse_conditions(raw)]
     except ValueError as exc:
-        raise Invalid(f"conditions: {exc}") from exc
+        raise Invalid(f"conditions: {exc}", loc=("body", "conditions")) from exc
+
+
+def token_holds(token: TokenRef | None, actor_id: uuid.UUID, at: datetime) -> bool:
+    """Whether a flow may rest on ``token`` at ``at``: it was found in the account
+    (the loader looks nowhere else), is a client token of this very actor, is not
+    revoked and expires after ``at``. A token without an expiry does not hold:
+    every client token is issued with one, and an allow must carry one."""
+    return (
+        token is not None
+        and token.type == "client"
+        and token.actor_id == actor_id
+        and token.revoked_at is None
+        and token.expires_at is not None
+        and token.expires_at > at
+    )
 
 
 def decide_for(
-    inputs: DecisionInputs, context: DecisionContext, token_expires_at: datetime | None
+    inputs: DecisionInputs,
+    context: DecisionContext,
+    *,
+    now: datetime,
+    session_token: bool = True,
 ) -> Allow | Deny:
-    """The decision for loaded inputs; a disabled actor is always denied."""
+    """The decision for loaded inputs. A disabled actor is denied
+    (``actor_disabled``); with ``session_token`` (the default, and always so for
+    a flow) the token must hold at both ``now`` and the context's time, else
+    ``token``, and it caps the expiry, so an allow always carries one no later
+    than the token's. ``session_token=False`` is for ``/v1/policies/evaluate``,
+    which asks about an actor, not a session."""
     if inputs.actor_disabled:
         return Deny((ACTOR_DISABLED,))
-    return decide(inputs.policies, context, token_expires_at)
+    if not session_token:
+        return decide(inputs.policies, context, None)
+    token = inputs.token
+    if token is None or not token_holds(token, inputs.actor_id, max(now, context.time)):
+        return Deny((TOKEN_INVALID,))
+    return decide(inputs.policies, context, token.expires_at)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowDecision:
+    """A flow's decision with what signaling needs to set it up."""
+
+    result: Allow | Deny
+    resource: ResourceRow
+    gateways: tuple[SiteGateway, ...]
+
+
+async def authorize_flow(
+    pool: Pool,
+    *,
+    account_id: uuid.UUID,
+    client_id: uuid.UUID,
+    resource_id: uuid.UUID,
+    token_id: uuid.UUID | None,
+    remote_ip: IPAddress | None,
+    country: str | None,
+    time: datetime | None,
+) -> FlowDecision:
+    """``flow.authorize``: may this client use this resource now, resting on this
+    token? Raises NotFound when the client or the resource is not in the account."""
+    now = datetime.now(UTC)
+    async with pool.acquire() as conn:
+        inputs = await repository.load_decision_inputs(
+            conn, account_id, resource_id, client_id=client_id, token_id=token_id, gateways=True
+        )
+    if inputs is None:
+        raise not_found("client or resource")
+    context = DecisionContext(
+        remote_ip=remote_ip,
+        country=country.upper() if country else None,
+        time=time or now,
+        client_verified=inputs.client_verified,
+    )
+    return FlowDecision(decide_for(inputs, context, now=now), inputs.resource, inputs.gateways)
 
 
 async def _check_refs(
@@ -68,14 +148,14 @@ async def _check_refs(
         raise not_found("resource")
 
 
-def _emit(uow: UnitOfWork, action: str, row: Any) -> None:
+def _emit(uow: UnitOfWork, action: str, row: PolicyRow) -> None:
     uow.emit(
         "policy",
         action,
-        row["account_id"],
-        policy_id=row["id"],
-        group_id=row["group_id"],
-        resource_id=row["resource_id"],
+        row.account_id,
+        policy_id=row.id,
+        group_id=row.group_id,
+        resource_id=row.resource_id,
     )
 
 
@@ -128,7 +208,7 @@ async def update_policy(
     changes = body.model_dump(exclude_unset=True)
     for key in ("group_id", "resource_id", "conditions"):
         if key in changes and changes[key] is None:
-            raise Invalid(f"{key} can't be null")
+            raise Invalid(f"{key} can't be null", loc=("body", key))
     if "conditions" in changes:
         changes["conditions"] = normalize_conditions(changes["conditions"])
     async with unit_of_work(pool, publisher) as uow:
@@ -137,7 +217,9 @@ async def update_policy(
             raise not_found("policy")
         await _check_refs(uow.conn, principal, changes.get("group_id"), changes.get("resource_id"))
         row = await repository.update_policy(uow.conn, principal.account_id, policy_id, changes)
-        if (before["group_id"], before["resource_id"]) != (row["group_id"], row["resource_id"]):
+        if row is None:  # deleted meanwhile
+            raise not_found("policy")
+        if (before.group_id, before.resource_id) != (row.group_id, row.resource_id):
             # The policy no longer grants its old group the old resource: announce the
             # old pair too, so subscribers keyed by group or resource see the loss.
             _emit(uow, "updated", before)
@@ -176,32 +258,28 @@ async def delete_policy(
 async def evaluate(
     pool: Pool, principal: Principal, body: EvaluateRequest
 ) -> EvaluateAllow | EvaluateDeny:
-    verified = body.context.client_verified
+    """``POST /v1/policies/evaluate``: the decision a flow would get, without a session
+    token to cap the expiry; a client brings its actor and (unless the context says
+    otherwise) its verification."""
+    now = datetime.now(UTC)
     async with pool.acquire() as conn:
-        actor_id = body.actor_id
-        if body.client_id is not None:
-            client = await clients.get_client(conn, principal.account_id, body.client_id)
-            if client is None:
-                raise not_found("client")
-            actor_id = client["actor_id"]
-            if verified is None:
-                verified = client["verified_at"] is not None
-        assert actor_id is not None  # the schema demands actor_id or client_id
         inputs = await repository.load_decision_inputs(
-            conn, principal.account_id, actor_id, body.resource_id
+            conn,
+            principal.account_id,
+            body.resource_id,
+            actor_id=body.actor_id,
+            client_id=body.client_id,
         )
     if inputs is None:
-        raise not_found("actor or resource")
-    try:
-        context = DecisionContext(
-            remote_ip=body.context.remote_ip,
-            country=body.context.country.upper() if body.context.country else None,
-            time=body.context.time or datetime.now(UTC),
-            client_verified=bool(verified),
-        )
-    except ValueError as exc:
-        raise Invalid(f"context: {exc}") from exc
-    result = decide_for(inputs, context, None)
+        raise not_found("client or resource" if body.client_id else "actor or resource")
+    verified = body.context.client_verified
+    context = DecisionContext(
+        remote_ip=body.context.remote_ip,
+        country=body.context.country.upper() if body.context.country else None,
+        time=body.context.time or now,
+        client_verified=inputs.client_verified if verified is None else verified,
+    )
+    result = decide_for(inputs, context, now=now, session_token=False)
     if isinstance(result, Allow):
         return EvaluateAllow(expires_at=result.expires_at, policy_id=uuid.UUID(result.policy_id))
     return EvaluateDeny(violated_properties=list(result.violated_properties))

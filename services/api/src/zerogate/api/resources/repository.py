@@ -1,4 +1,4 @@
-"""Resource SQL."""
+"""Resource SQL. Rows come back as :class:`ResourceRow`."""
 
 # ruff: noqa: S608 - SQL text is built only from this module's constants and
 # placeholder numbers; every value travels as a bind parameter.
@@ -6,37 +6,66 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
 
-from zerogate.api.db import Connection
+from zerogate.api.db import Connection, row, row_or_none, rows
+from zerogate.api.engine.addresses import Filter
 from zerogate.api.pagination import PageParams, keyset_clause
 
-_COLUMNS = (
+COLUMNS: Final = (
     "id, account_id, type, address, name, address_description, site_id, filters,"
     " created_at, updated_at"
 )
 
 
-async def create_resource(conn: Connection, account_id: uuid.UUID, values: dict[str, Any]) -> Any:
-    return await conn.fetchrow(
-        f"""INSERT INTO resources (account_id, type, address, name, address_description,
-                                   site_id, filters)
-            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}""",
-        account_id,
-        values["type"],
-        values["address"],
-        values["name"],
-        values["address_description"],
-        values["site_id"],
-        values["filters"],
+@dataclass(frozen=True, slots=True)
+class ResourceRow:
+    """A resource as stored: the one shape every reader of resources gets."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    type: str
+    address: str | None
+    name: str
+    address_description: str | None
+    site_id: uuid.UUID
+    filters: list[Filter]
+    created_at: datetime
+    updated_at: datetime
+
+
+async def create_resource(
+    conn: Connection, account_id: uuid.UUID, values: dict[str, Any]
+) -> ResourceRow:
+    return row(
+        ResourceRow,
+        await conn.fetchrow(
+            f"""INSERT INTO resources (account_id, type, address, name, address_description,
+                                       site_id, filters)
+                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}""",
+            account_id,
+            values["type"],
+            values["address"],
+            values["name"],
+            values["address_description"],
+            values["site_id"],
+            values["filters"],
+        ),
     )
 
 
-async def get_resource(conn: Connection, account_id: uuid.UUID, resource_id: uuid.UUID) -> Any:
-    return await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM resources WHERE account_id = $1 AND id = $2",
-        account_id,
-        resource_id,
+async def get_resource(
+    conn: Connection, account_id: uuid.UUID, resource_id: uuid.UUID
+) -> ResourceRow | None:
+    return row_or_none(
+        ResourceRow,
+        await conn.fetchrow(
+            f"SELECT {COLUMNS} FROM resources WHERE account_id = $1 AND id = $2",
+            account_id,
+            resource_id,
+        ),
     )
 
 
@@ -46,24 +75,25 @@ async def list_resources(
     params: PageParams,
     *,
     site_id: uuid.UUID | None = None,
-) -> list[Any]:
+) -> list[ResourceRow]:
     clause, args = keyset_clause(params, 4)
-    return list(
+    return rows(
+        ResourceRow,
         await conn.fetch(
-            f"""SELECT {_COLUMNS} FROM resources
+            f"""SELECT {COLUMNS} FROM resources
                  WHERE account_id = $1 AND ($2::uuid IS NULL OR site_id = $2){clause}
                  ORDER BY created_at, id LIMIT $3""",
             account_id,
             site_id,
             params.limit + 1,
             *args,
-        )
+        ),
     )
 
 
 async def update_resource(
     conn: Connection, account_id: uuid.UUID, resource_id: uuid.UUID, changes: dict[str, Any]
-) -> Any:
+) -> ResourceRow | None:
     allowed = {
         k: v
         for k, v in changes.items()
@@ -72,21 +102,29 @@ async def update_resource(
     if not allowed:
         return await get_resource(conn, account_id, resource_id)
     sets = ", ".join(f"{col} = ${i}" for i, col in enumerate(allowed, start=3))
-    return await conn.fetchrow(
-        f"UPDATE resources SET {sets}, updated_at = now() WHERE account_id = $1 AND id = $2"
-        f" RETURNING {_COLUMNS}",
-        account_id,
-        resource_id,
-        *allowed.values(),
+    return row_or_none(
+        ResourceRow,
+        await conn.fetchrow(
+            f"UPDATE resources SET {sets}, updated_at = now() WHERE account_id = $1 AND id = $2"
+            f" RETURNING {COLUMNS}",
+            account_id,
+            resource_id,
+            *allowed.values(),
+        ),
     )
 
 
-async def delete_resource(conn: Connection, account_id: uuid.UUID, resource_id: uuid.UUID) -> Any:
+async def delete_resource(
+    conn: Connection, account_id: uuid.UUID, resource_id: uuid.UUID
+) -> ResourceRow | None:
     """Delete; its policies go with it (ON DELETE CASCADE)."""
-    return await conn.fetchrow(
-        f"DELETE FROM resources WHERE account_id = $1 AND id = $2 RETURNING {_COLUMNS}",
-        account_id,
-        resource_id,
+    return row_or_none(
+        ResourceRow,
+        await conn.fetchrow(
+            f"DELETE FROM resources WHERE account_id = $1 AND id = $2 RETURNING {COLUMNS}",
+            account_id,
+            resource_id,
+        ),
     )
 
 
@@ -96,4 +134,28 @@ async def internet_resource_exists(conn: Connection, account_id: uuid.UUID) -> b
             "SELECT EXISTS (SELECT 1 FROM resources WHERE account_id = $1 AND type = 'internet')",
             account_id,
         )
+    )
+
+
+async def visible_resources(
+    conn: Connection, account_id: uuid.UUID, actor_id: uuid.UUID
+) -> list[ResourceRow]:
+    """Resources an enabled policy of one of the actor's groups (Everyone included)
+    names, conditions aside: what a client is told about at init."""
+    return rows(
+        ResourceRow,
+        await conn.fetch(
+            f"""SELECT {", ".join("r." + c.strip() for c in COLUMNS.split(","))}
+                  FROM resources r
+                 WHERE r.account_id = $1
+                   AND EXISTS (
+                       SELECT 1 FROM policies p JOIN groups g ON g.id = p.group_id
+                        WHERE p.resource_id = r.id AND p.disabled_at IS NULL
+                          AND (g.kind = 'everyone' OR EXISTS (
+                               SELECT 1 FROM memberships m
+                                WHERE m.group_id = p.group_id AND m.actor_id = $2)))
+                 ORDER BY r.name, r.id""",
+            account_id,
+            actor_id,
+        ),
     )

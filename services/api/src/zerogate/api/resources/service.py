@@ -13,26 +13,27 @@ from zerogate.api.events import Publisher, unit_of_work
 from zerogate.api.pagination import Page, PageParams, build_page
 from zerogate.api.policies import repository as policies
 from zerogate.api.resources import repository
+from zerogate.api.resources.repository import ResourceRow
 from zerogate.api.resources.schemas import ResourceCreate, ResourcePublic, ResourceUpdate
 from zerogate.api.sites import repository as sites
 
 
-def public(row: Any) -> ResourcePublic:
-    return ResourcePublic.model_validate(dict(row))
+def public(row: ResourceRow) -> ResourcePublic:
+    return ResourcePublic.model_validate(row, from_attributes=True)
 
 
 def _address(type_: str, address: str | None) -> str | None:
     try:
-        return normalize_address(type_, address)  # type: ignore[arg-type]
+        return normalize_address(type_, address)
     except ValueError as exc:
-        raise Invalid(f"address: {exc}") from exc
+        raise Invalid(f"address: {exc}", loc=("body", "address")) from exc
 
 
 def _filters(raw: list[dict[str, Any]]) -> list[Filter]:
     try:
         return validate_filters(raw)
     except ValueError as exc:
-        raise Invalid(f"filters: {exc}") from exc
+        raise Invalid(f"filters: {exc}", loc=("body", "filters")) from exc
 
 
 async def _require_site(conn: Connection, principal: Principal, site_id: uuid.UUID) -> None:
@@ -62,8 +63,8 @@ async def create_resource(
             "resource",
             "created",
             principal.account_id,
-            resource_id=row["id"],
-            site_id=row["site_id"],
+            resource_id=row.id,
+            site_id=row.site_id,
         )
     return public(row)
 
@@ -94,21 +95,23 @@ async def update_resource(
     changes = body.model_dump(exclude_unset=True)
     for key in ("name", "site_id", "filters"):
         if key in changes and changes[key] is None:
-            raise Invalid(f"{key} can't be null")
+            raise Invalid(f"{key}: can't be null", loc=("body", key))
     async with unit_of_work(pool, publisher) as uow:
         current = await repository.get_resource(uow.conn, principal.account_id, resource_id)
         if current is None:
             raise not_found("resource")
         if "address" in changes:
-            changes["address"] = _address(current["type"], changes["address"])
+            changes["address"] = _address(current.type, changes["address"])
         if "filters" in changes:
             changes["filters"] = _filters(changes["filters"])
         if "site_id" in changes:
             await _require_site(uow.conn, principal, changes["site_id"])
         row = await repository.update_resource(uow.conn, principal.account_id, resource_id, changes)
+        if row is None:  # deleted meanwhile
+            raise not_found("resource")
         # A move to another site ends what the old site's gateways serve: announce the
         # old site too, then the new one (the last event is the current state).
-        sites_touched = [current["site_id"], row["site_id"]]
+        sites_touched = [current.site_id, row.site_id]
         for site_id in dict.fromkeys(sites_touched):
             uow.emit(
                 "resource",
@@ -135,8 +138,8 @@ async def delete_resource(
                 "policy",
                 "deleted",
                 principal.account_id,
-                policy_id=policy["id"],
-                group_id=policy["group_id"],
+                policy_id=policy.id,
+                group_id=policy.group_id,
                 resource_id=resource_id,
             )
         uow.emit(
@@ -144,5 +147,5 @@ async def delete_resource(
             "deleted",
             principal.account_id,
             resource_id=resource_id,
-            site_id=row["site_id"],
+            site_id=row.site_id,
         )

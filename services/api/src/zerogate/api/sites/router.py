@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 
 from zerogate.api.auth import Admin
-from zerogate.api.deps import PoolDep, PublisherDep
+from zerogate.api.deps import PoolDep, PublisherDep, SettingsDep
 from zerogate.api.pagination import Page, PageParams, page_params
 from zerogate.api.sites import service
 from zerogate.api.sites.schemas import (
@@ -56,9 +56,13 @@ async def delete_site(
 
 @router.post("/{site_id}/gateway_tokens", status_code=status.HTTP_201_CREATED)
 async def create_gateway_token(
-    site_id: uuid.UUID, body: GatewayTokenCreate, principal: Admin, pool: PoolDep
+    site_id: uuid.UUID,
+    body: GatewayTokenCreate,
+    principal: Admin,
+    pool: PoolDep,
+    settings: SettingsDep,
 ) -> TokenCreated:
-    return await service.create_gateway_token(pool, principal, site_id, body.name)
+    return await service.create_gateway_token(pool, settings, principal, site_id, body)
 
 
 @router.get("/{site_id}/gateway_tokens")

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 
@@ -35,6 +35,10 @@ class GatewayTokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, StringConstraints(max_length=255)] | None = None
+    expires_at: datetime | None = Field(
+        default=None,
+        description="Default: never (revoke it instead); at most ZG_GATEWAY_TOKEN_MAX_DAYS ahead.",
+    )
 
 
 class GatewayPublic(BaseModel):

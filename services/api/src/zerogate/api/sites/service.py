@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from datetime import timedelta
 
 from zerogate.api.auth import Principal
 from zerogate.api.db import Connection, Pool, transaction
 from zerogate.api.errors import Conflict, not_found
 from zerogate.api.events import Publisher, unit_of_work
 from zerogate.api.pagination import Page, PageParams, build_page
+from zerogate.api.settings import ApiSettings
 from zerogate.api.sites import repository
-from zerogate.api.sites.schemas import GatewayPublic, SiteCreate, SitePublic, SiteUpdate
+from zerogate.api.sites.repository import SiteRow
+from zerogate.api.sites.schemas import (
+    GatewayPublic,
+    GatewayTokenCreate,
+    SiteCreate,
+    SitePublic,
+    SiteUpdate,
+)
 from zerogate.api.tokens import repository as tokens
-from zerogate.api.tokens import service as token_service
+from zerogate.api.tokens.rules import check_expiry, created, revoke_in
+from zerogate.api.tokens.rules import public as token_public
 from zerogate.api.tokens.schemas import TokenCreated, TokenPublic
 
 
-def public(row: Any) -> SitePublic:
-    return SitePublic.model_validate(dict(row))
+def public(row: SiteRow) -> SitePublic:
+    return SitePublic.model_validate(row, from_attributes=True)
 
 
-async def _site(conn: Connection, principal: Principal, site_id: uuid.UUID) -> Any:
+async def _site(conn: Connection, principal: Principal, site_id: uuid.UUID) -> SiteRow:
     row = await repository.get_site(conn, principal.account_id, site_id)
     if row is None:
         raise not_found("site")
@@ -49,7 +58,10 @@ async def update_site(
 ) -> SitePublic:
     async with transaction(pool) as conn:
         await _site(conn, principal, site_id)
-        return public(await repository.rename_site(conn, principal.account_id, site_id, body.name))
+        row = await repository.rename_site(conn, principal.account_id, site_id, body.name)
+    if row is None:  # deleted meanwhile
+        raise not_found("site")
+    return public(row)
 
 
 async def delete_site(
@@ -57,15 +69,28 @@ async def delete_site(
 ) -> None:
     async with unit_of_work(pool, publisher) as uow:
         await _site(uow.conn, principal, site_id)
-        if await repository.count_resources(uow.conn, site_id):
+        if await repository.count_resources(uow.conn, principal.account_id, site_id):
             raise Conflict("the site still holds resources; delete or move them first")
         await repository.delete_site(uow.conn, principal.account_id, site_id)
         uow.emit("site", "deleted", principal.account_id, site_id=site_id)
 
 
 async def create_gateway_token(
-    pool: Pool, principal: Principal, site_id: uuid.UUID, name: str | None
+    pool: Pool,
+    settings: ApiSettings,
+    principal: Principal,
+    site_id: uuid.UUID,
+    body: GatewayTokenCreate,
 ) -> TokenCreated:
+    """A site's token, reusable by its gateways. Without ``expires_at`` it does not
+    expire (gateways are infrastructure: rotate by issuing a new one and revoking
+    the old); a named expiry lies at most ``ZG_GATEWAY_TOKEN_MAX_DAYS`` ahead."""
+    expires_at = check_expiry(
+        body.expires_at,
+        default_ttl=None,
+        max_ttl=timedelta(days=settings.gateway_token_max_days),
+        max_setting="ZG_GATEWAY_TOKEN_MAX_DAYS",
+    )
     async with transaction(pool) as conn:
         await _site(conn, principal, site_id)
         row, token = await tokens.create_token(
@@ -73,10 +98,11 @@ async def create_gateway_token(
             account_id=principal.account_id,
             type="gateway",
             site_id=site_id,
-            name=name,
+            name=body.name,
+            expires_at=expires_at,
             created_by=principal.actor_id,
         )
-    return token_service.created(row, token)
+    return created(row, token)
 
 
 async def list_gateway_tokens(
@@ -87,7 +113,7 @@ async def list_gateway_tokens(
         rows = await tokens.list_tokens(
             conn, principal.account_id, params, site_id=site_id, type="gateway"
         )
-    return build_page(rows, params, lambda r: TokenPublic.model_validate(dict(r)))
+    return build_page(rows, params, token_public)
 
 
 async def revoke_gateway_token(
@@ -99,7 +125,7 @@ async def revoke_gateway_token(
 ) -> None:
     async with unit_of_work(pool, publisher) as uow:
         await _site(uow.conn, principal, site_id)
-        await token_service.revoke_in(uow, principal, token_id, site_id=site_id)
+        await revoke_in(uow, principal, token_id, site_id=site_id)
 
 
 async def list_gateways(
@@ -108,4 +134,4 @@ async def list_gateways(
     async with pool.acquire() as conn:
         await _site(conn, principal, site_id)
         rows = await repository.list_gateways(conn, principal.account_id, site_id, params)
-    return build_page(rows, params, lambda r: GatewayPublic.model_validate(dict(r)))
+    return build_page(rows, params, lambda r: GatewayPublic.model_validate(r, from_attributes=True))

@@ -9,7 +9,14 @@ digest is compared with :func:`hmac.compare_digest`. An unknown id still costs
 one HMAC and one comparison, so timing does not tell ids apart.
 
 Types: ``api`` (REST, an actor's), ``client`` (an agent's, a service account's
-or a user's), ``gateway`` (a site's, reusable by any number of gateways).
+or a user's), ``gateway`` (a site's, reusable by any number of gateways). API
+and client tokens always expire (:func:`create_token` refuses one without
+``expires_at``, :func:`verify_token` refuses one found without it); a gateway
+token may not.
+
+A token whose actor is disabled is refused, and disabling an actor also
+revokes its tokens (:func:`revoke_actor_tokens`), so enabling it again brings
+none of them back.
 """
 
 # ruff: noqa: S608 - SQL text is built only from this module's constants and
@@ -23,9 +30,9 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-from zerogate.api.db import Connection
+from zerogate.api.db import Connection, row, row_or_none, rows
 from zerogate.api.pagination import PageParams, keyset_clause
 
 TokenType = Literal["api", "client", "gateway"]
@@ -75,6 +82,22 @@ _COLUMNS: Final = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    """A token as stored, without its salt and hash."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    type: TokenType
+    actor_id: uuid.UUID | None
+    site_id: uuid.UUID | None
+    name: str | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    created_by: uuid.UUID | None
+    created_at: datetime
+
+
 async def create_token(
     conn: Connection,
     *,
@@ -85,12 +108,14 @@ async def create_token(
     name: str | None = None,
     expires_at: datetime | None = None,
     created_by: uuid.UUID | None = None,
-) -> tuple[Any, str]:
+) -> tuple[TokenRow, str]:
     """Insert a token; returns its row and the plaintext, which exists only here."""
+    if type != "gateway" and expires_at is None:
+        raise ValueError(f"an {type} token needs expires_at")
     token_id = uuid.uuid4()
     secret = secrets.token_urlsafe(SECRET_BYTES)
     salt = secrets.token_bytes(SALT_BYTES)
-    row = await conn.fetchrow(
+    record = await conn.fetchrow(
         f"""INSERT INTO tokens AS t (id, account_id, type, actor_id, site_id, name,
                 secret_salt, secret_hash, expires_at, created_by)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -106,7 +131,7 @@ async def create_token(
         expires_at,
         created_by,
     )
-    return row, f"{token_id}.{secret}"
+    return row(TokenRow, record), f"{token_id}.{secret}"
 
 
 async def verify_token(
@@ -117,52 +142,66 @@ async def verify_token(
     now: datetime | None = None,
 ) -> VerifiedToken | None:
     """The grant of a token, or None if it is unknown, wrong, expired, revoked,
-    of another type, or its actor is disabled. Never raises on bad input."""
+    of another type, an API or client token without an expiry, or its actor is
+    disabled (or missing). Never raises on bad input."""
     parsed = parse_token(text)
     if parsed is None:
         hmac.compare_digest(_DUMMY_HASH, hash_secret(_DUMMY_SALT, uuid.UUID(int=0), text[:64]))
         return None
     token_id, secret = parsed
-    row = await conn.fetchrow(
+    # LEFT JOIN: gateway tokens have no actor. An actor_id whose row is not found
+    # (a.id IS NULL) must refuse the token, never pass as "not disabled".
+    found = await conn.fetchrow(
         """SELECT t.id, t.account_id, t.type, t.actor_id, t.site_id, t.expires_at,
                   t.revoked_at, t.secret_salt, t.secret_hash,
-                  a.type AS actor_type, a.disabled_at AS actor_disabled_at
-             FROM tokens t LEFT JOIN actors a ON a.id = t.actor_id
+                  a.id AS actor_found, a.type AS actor_type,
+                  a.disabled_at AS actor_disabled_at
+             FROM tokens t
+             LEFT JOIN actors a ON a.account_id = t.account_id AND a.id = t.actor_id
             WHERE t.id = $1""",
         token_id,
     )
-    salt = row["secret_salt"] if row is not None else _DUMMY_SALT
-    expected = row["secret_hash"] if row is not None else _DUMMY_HASH
+    salt = found["secret_salt"] if found is not None else _DUMMY_SALT
+    expected = found["secret_hash"] if found is not None else _DUMMY_HASH
     matches = hmac.compare_digest(expected, hash_secret(salt, token_id, secret))
-    if row is None or not matches:
+    if found is None or not matches:
         return None
     moment = now or datetime.now(UTC)
-    if row["revoked_at"] is not None:
+    if found["revoked_at"] is not None:
         return None
-    if row["expires_at"] is not None and row["expires_at"] <= moment:
+    if found["expires_at"] is None and found["type"] != "gateway":
         return None
-    if types is not None and row["type"] not in types:
+    if found["expires_at"] is not None and found["expires_at"] <= moment:
         return None
-    if row["actor_id"] is not None and row["actor_disabled_at"] is not None:
+    if types is not None and found["type"] not in types:
+        return None
+    if found["actor_id"] is not None and (
+        found["actor_found"] is None or found["actor_disabled_at"] is not None
+    ):
         return None
     return VerifiedToken(
-        token_id=row["id"],
-        account_id=row["account_id"],
-        type=row["type"],
-        actor_id=row["actor_id"],
-        actor_type=row["actor_type"],
-        site_id=row["site_id"],
-        expires_at=row["expires_at"],
+        token_id=found["id"],
+        account_id=found["account_id"],
+        type=found["type"],
+        actor_id=found["actor_id"],
+        actor_type=found["actor_type"],
+        site_id=found["site_id"],
+        expires_at=found["expires_at"],
     )
 
 
-async def get_token(conn: Connection, account_id: uuid.UUID, token_id: uuid.UUID) -> Any:
-    return await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM tokens t"
-        " WHERE t.account_id = $1 AND t.id = $2 AND t.revoked_at IS NULL"
-        " AND (t.expires_at IS NULL OR t.expires_at > now())",
-        account_id,
-        token_id,
+async def get_token(
+    conn: Connection, account_id: uuid.UUID, token_id: uuid.UUID
+) -> TokenRow | None:
+    return row_or_none(
+        TokenRow,
+        await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM tokens t"
+            " WHERE t.account_id = $1 AND t.id = $2 AND t.revoked_at IS NULL"
+            " AND (t.expires_at IS NULL OR t.expires_at > now())",
+            account_id,
+            token_id,
+        ),
     )
 
 
@@ -174,10 +213,11 @@ async def list_tokens(
     actor_id: uuid.UUID | None = None,
     site_id: uuid.UUID | None = None,
     type: TokenType | None = None,
-) -> list[Any]:
+) -> list[TokenRow]:
     """Live (neither revoked nor expired) tokens, optionally of one actor, site or type."""
     clause, args = keyset_clause(params, 6, "t.")
-    return list(
+    return rows(
+        TokenRow,
         await conn.fetch(
             f"""SELECT {_COLUMNS} FROM tokens t
                 WHERE t.account_id = $1 AND t.revoked_at IS NULL
@@ -193,7 +233,7 @@ async def list_tokens(
             type,
             params.limit + 1,
             *args,
-        )
+        ),
     )
 
 
@@ -203,14 +243,34 @@ async def revoke_token(
     token_id: uuid.UUID,
     *,
     site_id: uuid.UUID | None = None,
-) -> Any:
+) -> TokenRow | None:
     """Mark revoked; returns the row, or None if no such live token (in that site)."""
-    return await conn.fetchrow(
-        f"""UPDATE tokens t SET revoked_at = now()
-            WHERE t.account_id = $1 AND t.id = $2 AND t.revoked_at IS NULL
-              AND ($3::uuid IS NULL OR t.site_id = $3)
-            RETURNING {_COLUMNS}""",
-        account_id,
-        token_id,
-        site_id,
+    return row_or_none(
+        TokenRow,
+        await conn.fetchrow(
+            f"""UPDATE tokens t SET revoked_at = now()
+                WHERE t.account_id = $1 AND t.id = $2 AND t.revoked_at IS NULL
+                  AND ($3::uuid IS NULL OR t.site_id = $3)
+                RETURNING {_COLUMNS}""",
+            account_id,
+            token_id,
+            site_id,
+        ),
+    )
+
+
+async def revoke_actor_tokens(
+    conn: Connection, account_id: uuid.UUID, actor_id: uuid.UUID
+) -> list[TokenRow]:
+    """Revoke every token of an actor not yet revoked (expired ones too, so none
+    can come back); returns the rows revoked now."""
+    return rows(
+        TokenRow,
+        await conn.fetch(
+            f"""UPDATE tokens t SET revoked_at = now()
+                WHERE t.account_id = $1 AND t.actor_id = $2 AND t.revoked_at IS NULL
+                RETURNING {_COLUMNS}""",
+            account_id,
+            actor_id,
+        ),
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
@@ -21,8 +20,7 @@ router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
 async def create_token(
     body: TokenCreate, principal: Admin, pool: PoolDep, settings: SettingsDep
 ) -> TokenCreated:
-    ttl = timedelta(days=settings.api_token_ttl_days)
-    return await service.create_api_token(pool, principal, body, ttl)
+    return await service.create_api_token(pool, principal, body, settings)
 
 
 @router.get("")
