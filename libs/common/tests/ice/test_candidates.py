@@ -206,3 +206,15 @@ def test_remote_candidates_of_other_components_are_ignored() -> None:
     other = dataclasses.replace(host_candidate(("192.0.2.2", 6000)), component=2)
     assert not a.add_remote_candidate(other, NOW0)
     assert a.remote_candidates == ()
+
+
+def test_tables_are_bounded() -> None:
+    """RFC 8445 §6.1.2.5: the checklist is limited (100 pairs by default)."""
+    a = make_network().agents["a"]
+    a.add_local_candidate(host_candidate(("10.0.0.1", 5000)), NOW0)
+    added = [
+        a.add_remote_candidate(host_candidate((f"10.1.{i // 250}.{i % 250 + 1}", 6000)), NOW0)
+        for i in range(150)
+    ]
+    assert added.count(True) == 100
+    assert len(a.pairs()) == 100

@@ -48,18 +48,17 @@ def drain(agent: IceAgent) -> list[stun.Message]:
     return out
 
 
-def response_to(request: stun.Message, mapped: tuple[str, int], key: str, **extra: object) -> bytes:
-    attributes: dict[int, object] = {Attr.XOR_MAPPED_ADDRESS: mapped, **extra}
+def response_to(request: stun.Message, mapped: tuple[str, int], key: str) -> bytes:
+    attributes: dict[int, object] = {Attr.XOR_MAPPED_ADDRESS: mapped}
     reply = Message(Method.BINDING, MessageClass.SUCCESS, request.transaction_id, attributes)
     return stun.encode(reply, key=key.encode(), fingerprint=True)
 
 
-def request_from_b(*, key: str = A_PWD, username: str = f"{A_UFRAG}:{B_UFRAG}", **extra) -> bytes:
+def request_from_b(*, key: str = A_PWD, username: str = f"{A_UFRAG}:{B_UFRAG}") -> bytes:
     attributes: dict[int, object] = {
         Attr.USERNAME: username,
         Attr.PRIORITY: PRFLX_PRIORITY,
         Attr.ICE_CONTROLLED: 1,
-        **extra,
     }
     request = Message(Method.BINDING, MessageClass.REQUEST, b"\x01" * 12, attributes)
     return stun.encode(request, key=key.encode(), fingerprint=True)

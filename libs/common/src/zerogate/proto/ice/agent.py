@@ -28,7 +28,16 @@ How the shell drives it (and nothing else):
    ``destination``) from the first :class:`PairNominated` on; switch on every
    later one (renomination); stop on :class:`Disconnected` or :class:`Failed`.
 
-Time: ``now`` is any monotonic clock in seconds.
+Time: ``now`` is any monotonic clock in seconds. Addresses are ``(ip literal,
+port)`` 2-tuples as a per-family socket reports them (drop an IPv6 socket's
+flowinfo and scope; a dual-stack socket's ``::ffff:a.b.c.d`` forms would not
+match IPv4 candidates).
+
+Many agents on one socket: route a Binding request to the agent whose
+``local_ufrag`` is :func:`~zerogate.proto.ice.target_ufrag` of it, and a
+response to the agent that :meth:`~IceAgent.owns_transaction` its
+:func:`~zerogate.proto.ice.transaction_id` (check the TURN client's
+transactions first: its Binding and Allocate answers share the socket).
 
 Decisions (RFC 8445 leaves them to us, or we depart from it on purpose):
 
@@ -47,8 +56,9 @@ Decisions (RFC 8445 leaves them to us, or we depart from it on purpose):
 * The controlled side selects a nominated pair when it has no selected pair
   or the nominated pair's priority is higher than the selected one's. That
   also copes with aggressive nomination (aioice's controlling side puts
-  USE-CANDIDATE on every check; RFC 5245 §8.1.1.2: use the highest-priority
-  nominated pair) and with late retransmissions of an older nomination.
+  USE-CANDIDATE on every check; RFC 5245's aggressive nomination: with several
+  nominated pairs, use the highest-priority one) and with late retransmissions
+  of an older nomination.
 * Checks go on after a pair is selected, but only for pairs that could beat
   it; lower-priority pairs stay as they are.
 * Consent (RFC 7675 §5.1): both sides send a Binding request on the selected
@@ -411,7 +421,12 @@ class IceAgent:
 
     # -- input ---------------------------------------------------------------
     def handle_stun(self, data: bytes, source: Endpoint, local: Endpoint, now: float) -> None:
-        """A STUN datagram from ``source`` that arrived on the local base ``local``."""
+        """A STUN datagram from ``source`` that arrived on the local base ``local``.
+
+        ``local`` is the socket address, or the relayed address when the datagram
+        came through a TURN allocation (unwrapped from ChannelData or a Data
+        indication, ``source`` being the peer address the relay reported).
+        Never raises; anything not for us is dropped and counted."""
         if self._finished:
             self._dropped += 1
             return
