@@ -54,7 +54,7 @@ ACCEPTED = [
     ("dns", "xn--bcher-kva.de", "xn--bcher-kva.de"),
     ("dns", "*.internal", "*.internal"),  # private TLD: not a public namespace
     ("dns", "printer.corp", "printer.corp"),
-    ("dns", "*.co.uk", "*.co.uk"),
+    ("dns", "*.example.co.uk", "*.example.co.uk"),
     ("dns", ("a" * 63) + ".com", ("a" * 63) + ".com"),
     ("internet", None, None),
     ("internet", "", None),
@@ -346,3 +346,45 @@ def test_filter_errors_never_echo_a_whole_payload():
     with pytest.raises(EngineValidationError) as info:
         validate_filters([{"protocol": "tcp", "ports": ["9" * 5000]}])
     assert len(str(info.value)) < 200
+
+
+# ------------------------------------------ IPv4 reached through IPv6 forms (issue 8)
+
+# Each reaches a refused IPv4 range (RFC 6052 NAT64, RFC 3056 6to4, RFC 2765 SIIT,
+# RFC 4380 Teredo with the client address stored inverted), or holds one.
+THROUGH_IPV6 = [
+    ("cidr", "64:ff9b::7f00:1/128", "127.0.0.1/32"),
+    ("ip", "64:ff9b::127.0.0.1", "127.0.0.1/32"),
+    ("cidr", "64:ff9b::/96", "any IPv4 address"),
+    ("cidr", "64:ff9b::a9fe:0/112", "169.254.0.0/16"),
+    ("cidr", "2002:7f00:1::/48", "127.0.0.1/32"),
+    ("cidr", "2002:e000::/20", "224.0.0.0/4"),
+    ("cidr", "::ffff:0:7f00:1/128", "127.0.0.1/32"),
+    ("ip", "::ffff:0:100.64.0.1", "100.64.0.1/32"),
+    ("ip", "2001:0:4136:e378:8000:63bf:80ff:fffe", "127.0.0.1/32"),
+    ("cidr", "2001:0:4136:e378::/64", "any IPv4 address"),
+    ("cidr", "64:ff9b:1::/48", "any IPv4 address"),
+    ("cidr", "2000::/3", "any IPv4 address"),
+]
+
+
+@pytest.mark.parametrize(("rtype", "given", "reached"), THROUGH_IPV6)
+def test_ipv6_forms_that_reach_refused_ipv4_are_refused(rtype, given, reached):
+    with pytest.raises(EngineValidationError) as info:
+        normalize_address(rtype, given)
+    assert reached in str(info.value)
+    assert "IPv4-in-IPv6" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("rtype", "given"),
+    [
+        ("ip", "64:ff9b::808:808"),  # NAT64 of 8.8.8.8
+        ("cidr", "2002:808:808::/48"),  # 6to4 of 8.8.8.8
+        ("ip", "2001:0:4136:e378:8000:63bf:f7f7:f7f7"),  # Teredo, client 8.8.8.8
+        ("cidr", "2606:4700::/32"),
+        ("cidr", "2001:db8::/32"),
+    ],
+)
+def test_ipv6_forms_of_public_ipv4_stay_accepted(rtype, given):
+    assert normalize_address(rtype, given) is not None

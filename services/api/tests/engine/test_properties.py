@@ -19,6 +19,7 @@ from zerogate.api.engine.addresses import (
 from zerogate.api.engine.conditions import parse_conditions
 from zerogate.api.engine.decision import Allow, DecisionContext, Deny, PolicyInput, decide
 from zerogate.api.engine.errors import EngineValidationError
+from zerogate.api.engine.publicsuffix import covering_public_suffix
 from zerogate.api.engine.timewindows import WeeklyWindows, parse_time_window
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -82,7 +83,12 @@ def test_normalize_address_raises_only_validation_errors_and_is_idempotent(rtype
 
 LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 TLD = st.sampled_from(["com", "org", "net", "internal", "example", "corp"])
-SUFFIX = st.tuples(LABEL, TLD).map(lambda t: [t[0], t[1]])
+# A registrable domain: a wildcard over a public suffix ("us.com") is refused.
+SUFFIX = (
+    st.tuples(LABEL, TLD)
+    .map(lambda t: [t[0], t[1]])
+    .filter(lambda s: covering_public_suffix(".".join(s)) is None)
+)
 
 
 @FUZZ
@@ -410,7 +416,11 @@ def test_label_wildcards_agree_with_a_regex(label_pattern, label):
 @given(st.one_of(st.text(max_size=60), _dns_text, _ip_text))
 def test_matcher_lookups_never_raise(query):
     matcher = ResourceMatcher(
-        [("a", "dns", "**.example.com"), ("b", "dns", "a?.*.org"), ("c", "cidr", "10.0.0.0/8")]
+        [
+            ("a", "dns", "**.example.com"),
+            ("b", "dns", "a?.*.example.org"),
+            ("c", "cidr", "10.0.0.0/8"),
+        ]
     )
     assert matcher.match_name(query) in (None, "a", "b")
     assert matcher.match_ip(query) in (None, "c")

@@ -26,7 +26,14 @@ range at all, containing it or contained in it, is refused):
   ``100.64.0.0/11`` and ``fd00:2021:1111::/107``, DNS proxy IPs ``100.96.0.0/11``
   and ``fd00:2021:1111:8000::/107``, and the client stub resolver (``100.100.111.1``
   lies in the proxy range; ``fd00:2021:1111:8000:100:100:111:0`` lies outside the
-  IPv6 proxy range, so it is listed on its own).
+  IPv6 proxy range, so it is listed on its own);
+* any IPv6 address or prefix that reaches a refused IPv4 range through an
+  IPv4-in-IPv6 form: NAT64 ``64:ff9b::/96`` (and the local-use ``64:ff9b:1::/48``,
+  whose IPv4 position is unknown), 6to4 ``2002::/16``, SIIT ``::ffff:0:0:0/96`` and
+  Teredo ``2001::/32``, judged by :func:`zerogate.proto.net.embedded_ipv4_networks`
+  (the normalisation the relay's peer filter uses); so ``64:ff9b::7f00:1``,
+  ``2002:7f00:1::/48`` and ``64:ff9b::/96`` (which holds loopback) are refused, while
+  ``64:ff9b::808:808`` is not.
 
 DNS names and patterns
 ----------------------
@@ -48,9 +55,13 @@ Wildcards:
 Refused: a wildcard in the top-level label, a single-label name (``com``, ``*``),
 ``localhost`` and anything under it (RFC 6761 §6.3), an all-numeric top-level
 label (RFC 3696 §2; that is an IP address), ``**`` twice in a row, and a
-well-known public TLD preceded only by wildcard labels (``*.com``, ``**.de``;
-the list of public TLDs is a safety net: every two-letter label plus the common
-generic TLDs).
+wildcard that covers a public suffix: its fixed part (the labels after the last
+one holding a wildcard) may be neither a public suffix nor lie above one, by the
+Public Suffix List, private section included (:mod:`.publicsuffix`). So
+``*.com``, ``**.co.uk``, ``**.github.io``, ``**.рф`` and ``**.amazonaws.com`` (above
+``s3.amazonaws.com``) are refused, ``**.example.co.uk`` and exact names such as
+``co.uk`` are not. Every two-letter top-level label counts as a country's, listed
+or not.
 
 Precedence when several resources match a name: exact > ``?`` > ``*`` > ``**``
 (a pattern is ranked by its broadest wildcard); then more literal labels, then
@@ -78,6 +89,8 @@ import idna
 
 from zerogate.api.engine.errors import EngineValidationError
 from zerogate.api.engine.errors import show_input as _show
+from zerogate.api.engine.publicsuffix import covering_public_suffix
+from zerogate.proto.net import IPAddress, IPNetwork, embedded_ipv4_networks
 
 __all__ = [
     "DnsPattern",
@@ -94,8 +107,6 @@ __all__ = [
 ResourceType = Literal["cidr", "ip", "dns", "internet"]
 RESOURCE_TYPES: Final = ("cidr", "ip", "dns", "internet")
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # RFC 1035 §2.3.4: labels 63 octets or less, names 255 octets or less on the wire,
 # which is 253 characters in dotted text without the trailing dot.
@@ -114,6 +125,9 @@ _REFUSED_V4: Final[tuple[tuple[ipaddress.IPv4Network, str], ...]] = (
     (ipaddress.IPv4Network("224.0.0.0/4"), "multicast (RFC 5771)"),
     (ipaddress.IPv4Network("240.0.0.0/4"), "reserved / broadcast (RFC 1112 §4, RFC 919)"),
 )
+# The same, loopback first: a prefix that reaches every IPv4 address is named by
+# the range that matters most.
+_REFUSED_V4_BY_MEANING: Final = tuple(sorted(_REFUSED_V4, key=lambda r: not r[0].is_loopback))
 _REFUSED_V6: Final[tuple[tuple[ipaddress.IPv6Network, str], ...]] = (
     (ipaddress.IPv6Network("fd00:2021:1111::/107"), "the Zerogate tunnel address range"),
     (ipaddress.IPv6Network("fd00:2021:1111:8000::/107"), "the Zerogate DNS proxy address range"),
@@ -132,17 +146,6 @@ _REFUSED_V6: Final[tuple[tuple[ipaddress.IPv6Network, str], ...]] = (
 _LABEL_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 _WILDCARD_CHARS: Final = frozenset("*?")
 _DOUBLE_STAR: Final = "**"
-
-# Generic TLDs that, preceded only by wildcards, would tunnel a public namespace.
-# Every two-letter label is treated as a country-code TLD as well.
-_PUBLIC_GENERIC_TLDS: Final = frozenset(
-    {
-        "aero", "app", "arpa", "asia", "biz", "blog", "cat", "cloud", "com", "coop", "dev",
-        "edu", "gov", "info", "int", "jobs", "mil", "mobi", "museum", "name", "net",
-        "online", "org", "page", "post", "pro", "shop", "site", "store", "tech", "tel",
-        "top", "travel", "xxx", "xyz",
-    }
-)  # fmt: skip
 
 # Kinds of DNS patterns, in precedence order (lower wins).
 KIND_EXACT: Final = 0
@@ -188,6 +191,17 @@ def _refuse_special(network: IPNetwork) -> None:
         for reserved6, why in _REFUSED_V6:
             if network.overlaps(reserved6):
                 raise _invalid(f"{network} overlaps {reserved6}, {why}")
+        # NAT64, 6to4, SIIT and Teredo reach the IPv4 address they embed: judge
+        # that address (or the IPv4 networks a prefix reaches) like an IPv4 one,
+        # with the normalisation the relay's peer filter uses too.
+        for reached in embedded_ipv4_networks(network):
+            for reserved4, why in _REFUSED_V4_BY_MEANING:
+                if reached.overlaps(reserved4):
+                    what = "any IPv4 address" if reached.prefixlen == 0 else f"IPv4 {reached}"
+                    raise _invalid(
+                        f"{network} reaches {what} through an IPv4-in-IPv6 form (NAT64,"
+                        f" 6to4, SIIT or Teredo), which overlaps {reserved4}, {why}"
+                    )
 
 
 def normalize_cidr(text: str) -> IPNetwork:
@@ -269,13 +283,33 @@ def normalize_dns_pattern(text: str) -> str:
     for first, second in itertools.pairwise(labels):
         if first == second == _DOUBLE_STAR:
             raise _invalid("'**' twice in a row; one '**' already matches any depth")
-    only_wildcards = all(set(label) <= _WILDCARD_CHARS for label in labels[:-1])
-    if only_wildcards and (len(tld) == 2 or tld in _PUBLIC_GENERIC_TLDS):
-        raise _invalid(f"a pattern of only wildcards under the public TLD {tld!r} is too broad")
     name = ".".join(labels)
     if len(name) > MAX_NAME_LENGTH:
         raise _invalid(f"name longer than {MAX_NAME_LENGTH} characters")
+    _refuse_public_wildcard(labels)
     return name
+
+
+def _refuse_public_wildcard(labels: list[str]) -> None:
+    """A wildcard may not cover a public suffix: its fixed part (the labels after
+    the last one with a wildcard) must be neither a public suffix nor above one."""
+    wild = [i for i, label in enumerate(labels) if set(label) & _WILDCARD_CHARS]
+    if not wild:
+        return
+    fixed = ".".join(labels[wild[-1] + 1 :])
+    covered = covering_public_suffix(fixed)
+    if covered is None and len(labels[-1]) == 2 and "." not in fixed:
+        covered = fixed  # every two-letter top-level label is a country's, listed or not
+    if covered == fixed:
+        raise _invalid(
+            f"too broad: the wildcard covers {fixed!r}, a public suffix (Public Suffix List);"
+            f" name a domain registered under it"
+        )
+    if covered is not None:
+        raise _invalid(
+            f"too broad: the wildcard over {fixed!r} covers {covered!r}, a public suffix"
+            f" (Public Suffix List); name a domain registered under it"
+        )
 
 
 def _glob_label(pattern: str, text: str) -> bool:
