@@ -105,3 +105,113 @@ async def test_conflicts_say_what_clashed(h, tenant):
             "detail"
         ]
     )
+
+
+def _field_problem(h, response, loc: list[str], *words: str) -> dict:
+    """A 422 that names the field (``loc``) and says what is wrong, in ``detail``
+    and in ``errors[]`` (RFC 9457 extension, pydantic's shape)."""
+    body = h.assert_problem(response, 422)
+    assert body["errors"], body
+    for item in body["errors"]:
+        assert isinstance(item["loc"], list), body
+        assert isinstance(item["msg"], str), body
+        assert item["msg"], body
+    assert loc in [item["loc"] for item in body["errors"]], body
+    assert body["detail"].startswith(".".join(loc[:2]) + ":") or body["detail"].startswith(
+        loc[-1] + ":"
+    ), body
+    assert "errors.pydantic.dev" not in body["detail"]
+    for word in words:
+        assert word.lower() in body["detail"].lower(), body
+    return body
+
+
+async def test_every_422_names_the_field_and_the_problem(h, tenant):
+    """Issue 8: ``?ip=notanip`` answered only "For further information visit
+    https://errors.pydantic.dev/..." and a NUL in a name "a value is out of range"."""
+    http = tenant.http
+    _field_problem(
+        h, await http.get("/v1/relays/nearest", params={"ip": "notanip"}), ["query", "ip"], "IP"
+    )
+    _field_problem(
+        h, await http.get("/v1/relays/nearest", params={"lat": 10}), ["query"], "lat and lon"
+    )
+    _field_problem(
+        h, await http.get("/v1/relays/nearest", params={"count": 99}), ["query", "count"], "8"
+    )
+    site = await h.make_site(tenant)
+    resource = await h.make_resource(tenant, site["id"])
+    group = await h.make_group(tenant)
+    actor = await h.make_actor(tenant, "service_account")
+    nul = "a\x00b"
+    for method, path, body, loc in [
+        ("POST", "/v1/sites", {"name": nul}, ["body", "name"]),
+        ("PATCH", f"/v1/sites/{site['id']}", {"name": nul}, ["body", "name"]),
+        ("POST", "/v1/groups", {"name": nul}, ["body", "name"]),
+        ("POST", "/v1/actors", {"type": "account_user", "name": nul}, ["body", "name"]),
+        (
+            "POST",
+            "/v1/actors",
+            {"type": "account_user", "name": "x", "email": "a\x00@b.test"},
+            ["body", "email"],
+        ),
+        ("PATCH", f"/v1/resources/{resource['id']}", {"name": nul}, ["body", "name"]),
+        (
+            "PATCH",
+            f"/v1/resources/{resource['id']}",
+            {"address_description": nul},
+            ["body", "address_description"],
+        ),
+        (
+            "POST",
+            "/v1/policies",
+            {"group_id": group["id"], "resource_id": resource["id"], "description": nul},
+            ["body", "description"],
+        ),
+        ("POST", "/v1/tokens", {"name": nul}, ["body", "name"]),
+        ("POST", f"/v1/actors/{actor['id']}/client_tokens", {"name": nul}, ["body", "name"]),
+        ("POST", f"/v1/sites/{site['id']}/gateway_tokens", {"name": nul}, ["body", "name"]),
+    ]:
+        response = await http.request(method, path, json=body)
+        _field_problem(h, response, loc, "NUL")
+    # The service's own checks name their field too.
+    _field_problem(
+        h,
+        await http.patch(f"/v1/resources/{resource['id']}", json={"address": "10.0.0.0/33"}),
+        ["body", "address"],
+        "prefix",
+    )
+    _field_problem(
+        h,
+        await http.patch(f"/v1/resources/{resource['id']}", json={"name": None}),
+        ["body", "name"],
+        "null",
+    )
+    _field_problem(
+        h,
+        await http.post(
+            "/v1/policies",
+            json={
+                "group_id": group["id"],
+                "resource_id": resource["id"],
+                "conditions": [{"property": "nope"}],
+            },
+        ),
+        ["body", "conditions"],
+    )
+    _field_problem(
+        h,
+        await http.get("/v1/sites", params={"page_cursor": "garbage"}),
+        ["query", "page_cursor"],
+        "cursor",
+    )
+    _field_problem(h, await http.get("/v1/resources/not-a-uuid"), ["path", "resource_id"], "UUID")
+    not_json = await http.post(
+        "/v1/sites", content=b"{", headers={"content-type": "application/json"}
+    )
+    assert h.assert_problem(not_json, 422)["errors"][0]["loc"][0] == "body"
+    not_utf8 = await http.post(
+        "/v1/sites", content=b"\xff\xfe", headers={"content-type": "application/json"}
+    )
+    first = h.assert_problem(not_utf8, 422)["errors"][0]
+    assert (first["type"], first["loc"][0]) == ("json_invalid", "body")

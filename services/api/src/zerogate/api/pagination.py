@@ -67,7 +67,7 @@ def decode_cursor(text: str) -> Cursor:
         return Cursor(when, uuid.UUID(ident))
     except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
         raise Invalid(
-            "page_cursor is not a cursor this API returned", loc=("query", "page_cursor")
+            "page_cursor: not a cursor this API returned", loc=("query", "page_cursor")
         ) from exc
 
 

@@ -4,7 +4,10 @@ One set of exception handlers renders them all, so routers never catch:
 
 * our :mod:`zerogate.api.errors` tree → 401/403/404/409/422/503, and an
   error answer from another service over the bus → 502;
-* request validation (bad JSON, wrong types, unknown cursor) → 422 with ``errors``;
+* request validation (bad JSON, wrong types, unknown cursor) → 422; every 422
+  carries ``errors`` (``[{"type", "loc", "msg"}]``, pydantic's shape: ``loc`` names
+  where, e.g. ``["body", "name"]`` or ``["query", "ip"]``) and a ``detail`` that
+  starts with the field, e.g. ``query.ip: value is not a valid IPv4 or IPv6 address``;
 * Postgres unique/exclusion violations → 409, foreign-key violations → 409,
   check violations → 422 (the database is the last line of defence);
 * Starlette's HTTP errors (unknown route 404, 405) keep their status;
@@ -100,7 +103,7 @@ async def _zerogate_error(request: Request, exc: Exception) -> JSONResponse:
         return problem(500, "internal error", instance=request.url.path)
     extensions: dict[str, Any] = {}
     if isinstance(exc, Invalid):
-        extensions["errors"] = [{"type": exc.code, "loc": list(exc.loc), "msg": exc.detail}]
+        extensions["errors"] = [_error(exc.code, exc.loc, exc.detail)]
     return problem(
         status,
         exc.detail,
@@ -109,6 +112,11 @@ async def _zerogate_error(request: Request, exc: Exception) -> JSONResponse:
         headers=headers,
         **extensions,
     )
+
+
+def _error(type_: str, loc: tuple[str | int, ...], msg: str) -> dict[str, Any]:
+    """One ``errors[]`` item, in pydantic's shape: where (``loc``) and what (``msg``)."""
+    return {"type": type_, "loc": list(loc), "msg": msg}
 
 
 def _clean_errors(errors: Any) -> list[dict[str, Any]]:
@@ -126,7 +134,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _clean_errors(exc.errors())
     detail = "; ".join(
-        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: "
+        f"{str(e.get('msg', '')).removeprefix('Value error, ')}"
+        for e in errors
     )
     return problem(
         422,
@@ -144,9 +154,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         # to callers that is the same as malformed JSON.
         return problem(
             422,
-            "the request body is not valid JSON",
+            "body: the request body is not valid JSON",
             type_=TYPE_BASE + "validation",
             instance=request.url.path,
+            errors=[_error("json_invalid", ("body",), "the request body is not valid JSON")],
         )
     detail = exc.detail if isinstance(exc.detail, str) else None
     return problem(
@@ -176,12 +187,26 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             instance=path,
             type_=TYPE_BASE + "conflict",
         )
+    # The last line of defence: the schemas and services should have refused these
+    # with the field's name already, so the database's own words are all there is.
     if isinstance(exc, asyncpg.CheckViolationError | asyncpg.NotNullViolationError):
+        detail = "body: the values are not allowed together"
         return problem(
-            422, "the values are not allowed", instance=path, type_=TYPE_BASE + "invalid"
+            422,
+            detail,
+            instance=path,
+            type_=TYPE_BASE + "invalid",
+            errors=[_error("invalid", ("body",), detail)],
         )
     if isinstance(exc, asyncpg.DataError):
-        return problem(422, "a value is out of range", instance=path, type_=TYPE_BASE + "invalid")
+        detail = "body: a value cannot be stored (out of range, or a character refused)"
+        return problem(
+            422,
+            detail,
+            instance=path,
+            type_=TYPE_BASE + "invalid",
+            errors=[_error("invalid", ("body",), detail)],
+        )
     log.error("database error", extra={"sqlstate": exc.sqlstate})
     return problem(500, "internal error", instance=path)
 

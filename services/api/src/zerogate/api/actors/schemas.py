@@ -8,10 +8,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from zerogate.api.fields import Label, Name, NoNul
+
 ActorType = Literal["account_user", "account_admin_user", "service_account", "api_client"]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 Email = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    str,
+    StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$"),
+    NoNul,
 ]
 
 
@@ -44,7 +47,7 @@ class ActorPublic(BaseModel):
 class ClientTokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(max_length=255)] | None = None
+    name: Label | None = None
     expires_at: datetime | None = Field(
         default=None, description="Default: now + ZG_CLIENT_TOKEN_TTL_DAYS."
     )

@@ -17,9 +17,10 @@ from pydantic import (
     model_validator,
 )
 
+from zerogate.api.fields import Text
 from zerogate.api.pagination import ordered
 
-Description = Annotated[str, StringConstraints(max_length=1024)]
+Description = Text
 Conditions = Annotated[
     list[dict[str, Any]],
     Field(

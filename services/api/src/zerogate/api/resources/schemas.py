@@ -6,13 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from zerogate.api.fields import Name, Text
 from zerogate.api.pagination import ordered
 
 ResourceType = Literal["cidr", "ip", "dns", "internet"]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
-Text = Annotated[str, StringConstraints(max_length=1024)]
 #: Filters are checked by ``zerogate.api.engine.addresses.validate_filters``.
 Filters = Annotated[list[dict[str, Any]], Field(max_length=16)]
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from datetime import datetime
-from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+from zerogate.api.fields import Label, Name
 
 
 class SiteCreate(BaseModel):
@@ -34,7 +33,7 @@ class SitePublic(BaseModel):
 class GatewayTokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(max_length=255)] | None = None
+    name: Label | None = None
     expires_at: datetime | None = Field(
         default=None,
         description="Default: never (revoke it instead); at most ZG_GATEWAY_TOKEN_MAX_DAYS ahead.",

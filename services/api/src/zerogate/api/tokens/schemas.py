@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
+
+from zerogate.api.fields import Label
 
 
 class TokenCreate(BaseModel):
@@ -15,7 +17,7 @@ class TokenCreate(BaseModel):
     actor_id: uuid.UUID | None = Field(
         default=None, description="An api_client actor; default: the caller."
     )
-    name: Annotated[str, StringConstraints(max_length=255)] | None = None
+    name: Label | None = None
     expires_at: datetime | None = Field(
         default=None, description="Default: now + ZG_API_TOKEN_TTL_DAYS."
     )
