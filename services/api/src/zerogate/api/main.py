@@ -35,6 +35,7 @@ settings (environment):
   ZG_DATABASE_URL   Postgres URL            ZG_NATS_URL        the bus
   ZG_API_HOST/PORT  listen address          ZG_MIGRATE_ON_START  migrate before serving
   ZG_NATS_CONNECT_TIMEOUT, ZG_API_TOKEN_TTL_DAYS, ZG_CLIENT_TOKEN_TTL_DAYS,
+  ZG_API_TOKEN_MAX_DAYS, ZG_CLIENT_TOKEN_MAX_DAYS, ZG_GATEWAY_TOKEN_MAX_DAYS,
   ZG_DB_POOL_MIN/MAX, ZG_LOG_LEVEL
 
 output: migrate and bootstrap print one JSON line on stdout; errors go to stderr.
