@@ -414,3 +414,20 @@ async def test_flow_authorize_fails_closed_on_any_token_but_the_clients_live_one
         assert reply.violated_properties == [bushandlers.TOKEN_INVALID], token_id
         assert reply.expires_at is None
         assert reply.gateways == []
+
+
+async def test_a_disabled_then_enabled_actor_gets_no_flow_on_its_old_token(h, tenant, agent_bus):
+    """Issue 8: disabling revokes the session's token, so re-enabling the actor does
+    not bring its flows back; the client must connect with a new token."""
+    resource, sa, grant, init = await _flow_setup(h, tenant, agent_bus)
+    assert (await authorize(agent_bus, grant, init.client_id, resource["id"])).decision == "allow"
+    assert (await tenant.http.post(f"/v1/actors/{sa['id']}/disable")).status_code == 200
+    disabled = await authorize(agent_bus, grant, init.client_id, resource["id"])
+    assert disabled.decision == "deny"
+    assert disabled.violated_properties == [bushandlers.ACTOR_DISABLED, bushandlers.TOKEN_INVALID]
+    assert (await tenant.http.post(f"/v1/actors/{sa['id']}/enable")).status_code == 200
+    enabled = await authorize(agent_bus, grant, init.client_id, resource["id"])
+    assert (enabled.decision, enabled.violated_properties) == ("deny", [bushandlers.TOKEN_INVALID])
+    fresh, _ = await connect_client(agent_bus, await client_token(tenant, sa["id"]))
+    again = await authorize(agent_bus, fresh, init.client_id, resource["id"])
+    assert again.decision == "allow"

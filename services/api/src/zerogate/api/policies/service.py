@@ -80,17 +80,18 @@ def decide_for(
     """The decision for loaded inputs. A disabled actor is denied
     (``actor_disabled``); with ``session_token`` (the default, and always so for
     a flow) the token must hold at both ``now`` and the context's time, else
-    ``token``, and it caps the expiry, so an allow always carries one no later
-    than the token's. ``session_token=False`` is for ``/v1/policies/evaluate``,
-    which asks about an actor, not a session."""
-    if inputs.actor_disabled:
-        return Deny((ACTOR_DISABLED,))
-    if not session_token:
-        return decide(inputs.policies, context, None)
+    ``token`` (both are named when both fail), and it caps the expiry, so an
+    allow always carries one no later than the token's. ``session_token=False``
+    is for ``/v1/policies/evaluate``, which asks about an actor, not a session."""
+    failed = [ACTOR_DISABLED] if inputs.actor_disabled else []
     token = inputs.token
-    if token is None or not token_holds(token, inputs.actor_id, max(now, context.time)):
-        return Deny((TOKEN_INVALID,))
-    return decide(inputs.policies, context, token.expires_at)
+    if session_token and (
+        token is None or not token_holds(token, inputs.actor_id, max(now, context.time))
+    ):
+        failed.append(TOKEN_INVALID)
+    if failed:
+        return Deny(tuple(sorted(failed)))
+    return decide(inputs.policies, context, token.expires_at if session_token and token else None)
 
 
 @dataclass(frozen=True, slots=True)
