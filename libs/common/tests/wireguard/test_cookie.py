@@ -50,8 +50,8 @@ def test_cookie_reply_costs_the_responder_no_state(link: Link) -> None:
     assert reply.peer == b""
     assert struct.unpack_from("<I", reply.data, 4)[0] == struct.unpack_from("<I", init.data, 4)[0]
     pb = link.b.peers[link.a.public_key]
-    assert pb._next is None
-    assert pb._greatest_timestamp == b""
+    assert pb.session.next is None
+    assert pb.session.greatest_timestamp == b""
     assert pb.endpoint is None
     assert link.b._keypairs == {}
 
@@ -120,10 +120,10 @@ def test_cookie_reply_is_used_once_and_forgeries_are_ignored(link: Link) -> None
     forged = bytearray(reply.data)
     forged[40] ^= 1
     assert link.a.decrypt(bytes(forged), B_ADDR, link.now) is None
-    assert pa._cookie is None
+    assert pa.session.cookie is None
     assert link.a.poll_transmit() is None
     link.a.decrypt(reply.data, B_ADDR, link.now)
-    assert pa._cookie is not None
+    assert pa.session.cookie is not None
     assert link.a.poll_transmit() is not None  # one resend
     link.a.decrypt(reply.data, B_ADDR, link.now)  # the same reply again: no loop
     assert link.a.poll_transmit() is None
@@ -133,12 +133,12 @@ def test_initiator_stops_using_a_cookie_after_its_lifetime(link: Link) -> None:
     _cookie_then(link)
     pa = link.a.peers[link.b.public_key]
     link.now += COOKIE_REFRESH_TIME - 1
-    link.a._send_initiation(pa, link.now, retry=False)
+    link.a._send_initiation(pa.session, link.now, retry=False)
     tx = link.a.poll_transmit()
     assert tx is not None
     assert tx.data[MAC2] != bytes(16)
     link.now += 2
-    link.a._send_initiation(pa, link.now, retry=False, force=True)
+    link.a._send_initiation(pa.session, link.now, retry=False, force=True)
     tx = link.a.poll_transmit()
     assert tx is not None
     assert tx.data[MAC2] == bytes(16)
@@ -165,7 +165,7 @@ def test_under_load_the_initiator_answers_a_response_with_a_cookie() -> None:
     lk.send("a", ipv4(A_TUN4, B_TUN4, b"x"))
     kinds = [(w.sender, w.kind) for w in lk.wire]
     assert kinds[:3] == [("a", INITIATION), ("b", RESPONSE), ("a", COOKIE)]
-    assert lk.b.peers[lk.a.public_key]._cookie is not None
+    assert lk.b.peers[lk.a.public_key].session.cookie is not None
     lk.advance(6)  # a retransmits; b's response now carries mac2
     assert lk.a.peers[lk.b.public_key].has_session
     responses = [w for w in lk.wire if w.kind == RESPONSE]

@@ -32,6 +32,7 @@ from zerogate.proto.wireguard import (
 )
 from zerogate.proto.wireguard.crypto import generate_private_key
 from zerogate.proto.wireguard.device import Peer
+from zerogate.proto.wireguard.peer import Timer
 
 INITIATION, RESPONSE, COOKIE, TRANSPORT = 1, 2, 3, 4
 KEEPALIVE_SIZE = 32  # 16-byte header + 16-byte tag of an empty packet
@@ -150,7 +151,7 @@ def test_keepalive_is_accepted_but_not_delivered(linked: Link) -> None:
     pb = linked.b.peers[linked.a.public_key]
     before = pb.rx_bytes
     peer_a = linked.a.peers[linked.b.public_key]
-    linked.a._send_keepalive(peer_a, linked.now)  # what the keepalive timer does
+    linked.a._send_keepalive(peer_a.session, linked.now)  # what the keepalive timer does
     tx = linked.a.poll_transmit()
     assert tx is not None
     assert len(tx.data) == KEEPALIVE_SIZE
@@ -264,36 +265,35 @@ def test_responder_sends_only_after_the_initiator_confirms(link: Link) -> None:
     link.a.encrypt(ipv4(A_TUN4, B_TUN4), link.now)
     link.flush()
     pb = link.b.peers[link.a.public_key]
-    assert pb._next is not None
-    assert pb._current is None
+    assert pb.session.next is not None
+    assert pb.session.current is None
     # b has a packet for a: it waits (queued) rather than use an unconfirmed key
     assert link.b.encrypt(ipv4(B_TUN4, A_TUN4, b"wait"), link.now) is None
     link.drop = lambda w: False
     assert link.send("a", ipv4(A_TUN4, B_TUN4, b"confirm")) is not None
-    assert pb._current is not None
-    assert pb._next is None
+    assert pb.session.current is not None
+    assert pb.session.next is None
     assert ipv4(B_TUN4, A_TUN4, b"wait") in link.to_a
 
 
 def _snapshot(dev: Device) -> tuple[object, ...]:
     peers = []
     for p in dev.peers.values():
+        s = p.session
+        current = s.current
         peers.append(
             (
                 p.endpoint,
                 p.rx_bytes,
                 p.tx_bytes,
-                p._greatest_timestamp,
-                id(p._current),
-                id(p._next),
-                id(p._previous),
-                None if p._current is None else p._current.replay._last,
-                None if p._current is None else tuple(p._current.replay._ring),
-                p._cookie,
-                p._t_keepalive,
-                p._t_new_handshake,
-                p._t_zero_keys,
-                p._t_persistent,
+                s.greatest_timestamp,
+                id(current),
+                id(s.next),
+                id(s.previous),
+                None if current is None else current.replay._last,
+                None if current is None else tuple(current.replay._ring),
+                s.cookie,
+                tuple(s.deadline(timer) for timer in Timer),
             )
         )
     return (tuple(peers), tuple(dev._keypairs), tuple(dev._handshakes), len(dev._transmits))
@@ -347,11 +347,11 @@ def test_replayed_initiation_is_refused(link: Link) -> None:
     link.deliver("a", init.data)
     assert link.b.poll_transmit() is not None  # answered once
     pb = link.b.peers[link.a.public_key]
-    state = (id(pb._next), pb._greatest_timestamp)
+    state = (id(pb.session.next), pb.session.greatest_timestamp)
     link.now += 30  # even much later
     link.deliver("a", init.data)
     assert link.b.poll_transmit() is None
-    assert (id(pb._next), pb._greatest_timestamp) == state
+    assert (id(pb.session.next), pb.session.greatest_timestamp) == state
 
 
 def test_older_initiation_is_refused(link: Link) -> None:
@@ -359,7 +359,7 @@ def test_older_initiation_is_refused(link: Link) -> None:
     link.a.encrypt(ipv4(A_TUN4, B_TUN4), link.now)
     older = link.a.poll_transmit()
     link.now += 6
-    link.a._send_initiation(pa, link.now, retry=True)
+    link.a._send_initiation(pa.session, link.now, retry=True)
     newer = link.a.poll_transmit()
     assert older is not None
     assert newer is not None
@@ -373,9 +373,9 @@ def test_older_initiation_is_refused(link: Link) -> None:
 def test_initiations_faster_than_50_per_second_are_refused(link: Link) -> None:
     pa = link.a.peers[link.b.public_key]
     # two initiations whose timestamps differ, arriving 10 ms apart (< 1/50 s)
-    link.a._send_initiation(pa, link.now, retry=True, force=True)
+    link.a._send_initiation(pa.session, link.now, retry=True, force=True)
     first = link.a.poll_transmit()
-    link.a._send_initiation(pa, link.now + 0.05, retry=True, force=True)
+    link.a._send_initiation(pa.session, link.now + 0.05, retry=True, force=True)
     second = link.a.poll_transmit()
     assert first is not None
     assert second is not None
@@ -404,7 +404,7 @@ def test_previous_session_still_decrypts_during_a_rekey(linked: Link) -> None:
     in_flight = [linked.a.encrypt(ipv4(A_TUN4, B_TUN4, bytes([i])), linked.now) for i in range(3)]
     pa = linked.a.peers[linked.b.public_key]
     linked.now += 6
-    linked.a._send_initiation(pa, linked.now, retry=False)
+    linked.a._send_initiation(pa.session, linked.now, retry=False)
     linked.flush()
     assert linked.events_a.count(HandshakeCompleted(linked.b.public_key)) == 2
     for out in in_flight:

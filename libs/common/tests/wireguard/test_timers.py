@@ -117,7 +117,7 @@ def test_rekey_after_messages_on_either_side(linked: Link) -> None:
         ("a", linked.a, linked.b.public_key),
         ("b", linked.b, linked.a.public_key),
     ):
-        kp = dev.peers[peer_key]._current
+        kp = dev.peers[peer_key].session.current
         assert kp is not None
         kp.send_counter = REKEY_AFTER_MESSAGES - 1
         src, dst = (A_TUN4, B_TUN4) if sender == "a" else (B_TUN4, A_TUN4)
@@ -130,7 +130,7 @@ def test_rekey_after_messages_on_either_side(linked: Link) -> None:
 
 
 def test_reject_after_messages(linked: Link) -> None:
-    kp = linked.a.peers[linked.b.public_key]._current
+    kp = linked.a.peers[linked.b.public_key].session.current
     assert kp is not None
     kp.send_counter = REJECT_AFTER_MESSAGES - 1
     out = linked.a.encrypt(ipv4(A_TUN4, B_TUN4, b"last"), linked.now)
@@ -216,9 +216,9 @@ def test_keys_are_zeroed_after_three_reject_after_times(linked: Link) -> None:
     for dev, other in ((linked.a, linked.b), (linked.b, linked.a)):
         peer = dev.peers[other.public_key]
         assert not peer.has_session
-        assert peer._previous is None
-        assert peer._next is None
-        assert peer._handshake is None
+        assert peer.session.previous is None
+        assert peer.session.next is None
+        assert peer.session.handshake is None
         assert dev._keypairs == {}
         assert dev._handshakes == {}
     assert SessionExpired(linked.b.public_key) in linked.events_a

@@ -3,7 +3,7 @@ timers and cryptokey routing.
 
 Usage by a shell (it owns the TUN device, the UDP socket and the clock)::
 
-    dev = Device(private_key, now=monotonic(), unix_time=wall())
+    dev = Device(private_key, now=monotonic(), unix_time=wall())  # rng=Random(seed) in tests
     dev.add_peer(peer_pub, allowed_ips=[...], endpoint=("192.0.2.1", 51820), now=t)
     out = dev.encrypt(ip_packet, now)          # (endpoint, datagram) or None
     pkt = dev.decrypt(datagram, source, now)   # IP packet for the TUN or None
@@ -15,14 +15,14 @@ The core imports nothing of ours outside ``zerogate.proto`` and never reads a
 clock or touches a socket.
 """
 
-from zerogate.proto.wireguard.device import UNSET, Device, Peer
+from zerogate.proto.net import Endpoint
+from zerogate.proto.wireguard.device import UNSET, Device
 from zerogate.proto.wireguard.errors import (
     LocalProtocolError,
     RemoteProtocolError,
     WireGuardError,
 )
 from zerogate.proto.wireguard.events import (
-    Endpoint,
     Event,
     HandshakeCompleted,
     HandshakeTimedOut,
@@ -30,6 +30,7 @@ from zerogate.proto.wireguard.events import (
     SessionExpired,
     Transmit,
 )
+from zerogate.proto.wireguard.peer import Peer, Session
 
 __all__ = [
     "UNSET",
@@ -42,6 +43,7 @@ __all__ = [
     "Peer",
     "PeerEndpointChanged",
     "RemoteProtocolError",
+    "Session",
     "SessionExpired",
     "Transmit",
     "WireGuardError",

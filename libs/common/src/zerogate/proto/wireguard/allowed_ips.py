@@ -8,12 +8,11 @@ owner moves it, like ``wg set ... allowed-ips`` does.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Generic, TypeVar
 
-T = TypeVar("T")
+from zerogate.proto.net import IPNetwork
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+T = TypeVar("T")
 
 
 class _Family(Generic[T]):

@@ -13,8 +13,9 @@ bucket per source IP (20/s, burst 5).
 from __future__ import annotations
 
 import ipaddress
-import os
+import random
 
+from zerogate.proto.net import Endpoint
 from zerogate.proto.wireguard.constants import (
     COOKIE_REFRESH_TIME,
     KEY_LEN,
@@ -24,7 +25,6 @@ from zerogate.proto.wireguard.constants import (
     XNONCE_LEN,
 )
 from zerogate.proto.wireguard.crypto import mac, xaead_decrypt, xaead_encrypt
-from zerogate.proto.wireguard.events import Endpoint
 from zerogate.proto.wireguard.messages import CookieReply
 
 
@@ -39,13 +39,18 @@ def source_bytes(source: Endpoint) -> bytes:
 
 
 class CookieChecker:
-    """The responder side: makes cookies for sources and checks mac2."""
+    """The responder side: makes cookies for sources and checks mac2.
 
-    __slots__ = ("_key", "_secret", "_secret_time")
+    The secret Rm and the nonces of cookie replies come from ``rng`` (default:
+    the OS generator; tests pass a seeded one).
+    """
 
-    def __init__(self, cookie_key: bytes, now: float) -> None:
+    __slots__ = ("_key", "_rng", "_secret", "_secret_time")
+
+    def __init__(self, cookie_key: bytes, now: float, *, rng: random.Random | None = None) -> None:
         self._key = cookie_key  # HASH(LABEL_COOKIE || our public key)
-        self._secret = os.urandom(KEY_LEN)
+        self._rng = rng if rng is not None else random.SystemRandom()
+        self._secret = self._rng.randbytes(KEY_LEN)
         self._secret_time = now
 
     def set_key(self, cookie_key: bytes) -> None:
@@ -54,13 +59,13 @@ class CookieChecker:
     def cookie(self, source: Endpoint, now: float) -> bytes:
         """tau = MAC(Rm, Aip || Aport), rotating Rm after COOKIE_REFRESH_TIME."""
         if now - self._secret_time >= COOKIE_REFRESH_TIME:
-            self._secret = os.urandom(KEY_LEN)
+            self._secret = self._rng.randbytes(KEY_LEN)
             self._secret_time = now
         return mac(self._secret, source_bytes(source))
 
     def reply(self, receiver: int, mac1: bytes, source: Endpoint, now: float) -> bytes:
         """A cookie reply (§5.4.7) for a message with sender index ``receiver`` and ``mac1``."""
-        nonce = os.urandom(XNONCE_LEN)
+        nonce = self._rng.randbytes(XNONCE_LEN)
         encrypted = xaead_encrypt(self._key, nonce, self.cookie(source, now), mac1)
         return CookieReply(receiver, nonce, encrypted).encode()
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-Endpoint = tuple[str, int]
-"""(ip literal, port). IPv6 literals are written without brackets."""
+from zerogate.proto.net import Endpoint
 
 
 @dataclass(frozen=True, slots=True)

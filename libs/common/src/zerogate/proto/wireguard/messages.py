@@ -155,6 +155,9 @@ class TransportHeader(_Message):
 TRANSPORT_HEADER: Final = TransportHeader.STRUCT
 """Precompiled ``<IIQ`` (type, receiver, counter) for the fast paths."""
 
+TRANSPORT_NONCE: Final = struct.Struct("<4xQ")
+"""The AEAD nonce of a transport message: 32 zero bits, then the 64-bit counter (§5.4.6)."""
+
 # Byte offsets of the MACs, for computing them over the preceding bytes (§5.4.4).
 INITIATION_MAC1_OFFSET: Final = INITIATION_SIZE - 2 * MAC_LEN  # 116
 INITIATION_MAC2_OFFSET: Final = INITIATION_SIZE - MAC_LEN  # 132

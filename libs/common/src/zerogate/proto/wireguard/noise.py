@@ -12,6 +12,7 @@ Naming follows the whitepaper: ``C`` chaining key, ``H`` hash, ``S`` static,
 from __future__ import annotations
 
 import hmac
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -112,6 +113,15 @@ def check_mac2(message: bytes, mac2_offset: int, cookie: bytes) -> bool:
     return hmac.compare_digest(expected, message[mac2_offset : mac2_offset + MAC_LEN])
 
 
+def generate_ephemeral(rng: random.Random | None = None) -> X25519PrivateKey:
+    """A fresh ephemeral key: 32 bytes of ``rng`` (X25519 clamps them), or of
+    the OS generator when ``rng`` is None. Tests pass a seeded ``rng`` to make
+    a handshake reproducible."""
+    if rng is None:
+        return X25519PrivateKey.generate()
+    return X25519PrivateKey.from_private_bytes(rng.randbytes(KEY_LEN))
+
+
 def create_initiation(
     *,
     static_public: bytes,
@@ -120,17 +130,15 @@ def create_initiation(
     local_index: int,
     timestamp: bytes,
     cookie: bytes | None,
-    ephemeral: X25519PrivateKey | None = None,
+    rng: random.Random | None = None,
 ) -> tuple[bytes, InitiatorHandshake]:
     """Build a handshake initiation (§5.4.2). ``static_static`` = DH(Spriv_i, Spub_r).
 
-    ``ephemeral`` is generated when not given (tests pass one to replay
-    golden captures).
+    The ephemeral key comes from ``rng`` (see :func:`generate_ephemeral`).
     """
     c = INITIAL_CHAINING_KEY
     h = hash_(INITIAL_HASH, peer_public)
-    if ephemeral is None:
-        ephemeral = X25519PrivateKey.generate()
+    ephemeral = generate_ephemeral(rng)
     e_pub = ephemeral.public_key().public_bytes_raw()
     c = kdf1(c, e_pub)
     h = hash_(h, e_pub)
@@ -184,10 +192,14 @@ def create_response(
     preshared_key: bytes,
     local_index: int,
     cookie: bytes | None,
+    rng: random.Random | None = None,
 ) -> tuple[bytes, SessionKeys]:
-    """Build the response to an authenticated initiation and derive the keys (§5.4.3, §5.4.5)."""
+    """Build the response to an authenticated initiation and derive the keys (§5.4.3, §5.4.5).
+
+    The ephemeral key comes from ``rng`` (see :func:`generate_ephemeral`).
+    """
     c, h = consumed.chaining_key, consumed.hash
-    ephemeral = X25519PrivateKey.generate()
+    ephemeral = generate_ephemeral(rng)
     e_pub = ephemeral.public_key().public_bytes_raw()
     c = kdf1(c, e_pub)
     h = hash_(h, e_pub)
@@ -244,5 +256,6 @@ __all__ = [
     "cookie_key",
     "create_initiation",
     "create_response",
+    "generate_ephemeral",
     "mac1_key",
 ]
