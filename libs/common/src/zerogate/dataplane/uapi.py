@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 from zerogate.dataplane.errors import DataplaneError, UapiError
-from zerogate.dataplane.wgconfig import IPNetwork
+from zerogate.proto.net import Endpoint, IPNetwork
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,6 @@ MAX_REQUEST = 4 * 1024 * 1024
 MAX_PORT = 65535
 MAX_KEEPALIVE = 65535
 ZERO_KEY = bytes(KEY_LEN)
-
-Endpoint = tuple[str, int]
 
 
 @dataclass(frozen=True)

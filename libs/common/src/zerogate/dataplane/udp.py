@@ -28,10 +28,9 @@ import time
 from collections.abc import Sequence
 
 from zerogate.dataplane.errors import DataplaneError
+from zerogate.proto.net import Endpoint as Endpoint  # re-exported: paths.py reads it here
 
 log = logging.getLogger(__name__)
-
-Endpoint = tuple[str, int]
 
 SOL_UDP = 17
 UDP_SEGMENT = 103  # linux/udp.h

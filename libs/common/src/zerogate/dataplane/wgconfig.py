@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zerogate.dataplane.errors import ConfigError
+from zerogate.proto.net import IPNetwork as IPNetwork  # re-exported: tun.py reads it here
 
 KEY_LEN = 32  # Curve25519 keys and the PSK are 32 bytes (whitepaper §5.4)
 IFNAMSIZ = 16  # linux/if.h: names are at most 15 bytes plus the NUL
@@ -43,7 +44,6 @@ WG_QUICK_ONLY_KEYS = frozenset(
     {"dns", "table", "preup", "postup", "predown", "postdown", "saveconfig"}
 )
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
