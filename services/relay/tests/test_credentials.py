@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from zerogate.proto.turn import rest_api_check
 from zerogate.relay.credentials import (
     DEFAULT_TTL,
+    MAX_TTL,
     CredentialsError,
-    check,
     mint,
     turn_password,
     turn_username,
@@ -22,6 +23,16 @@ from zerogate.relay.credentials import (
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, 250_000, tzinfo=UTC)
 SECRET = "north-pole-shared-secret"
+#: The relay's default --max-credential-lifetime: usernames expiring further ahead get 401.
+RELAY_MAX_CREDENTIAL_LIFETIME = 24 * 3600
+#: The registry leaves this much room for a relay whose clock runs behind.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def check(secret: str | bytes, username: str, password: str, *, now: datetime) -> bool:
+    """What a relay does with a username it receives: the one REST rule of the core."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    return rest_api_check(key, username, password, unix_now=now.timestamp())
 
 
 def reference_password(secret: str, username: str) -> str:
@@ -43,14 +54,30 @@ def test_known_vector():
     assert len(base64.b64decode(pw)) == 20
 
 
-def test_mint_default_ttl_is_24h_and_username_is_expiry_colon_id():
+def test_mint_default_ttl_is_24h_less_skew_and_username_is_expiry_colon_id():
     creds = mint(SECRET, "client-1", now=NOW)
-    expiry = int((NOW + timedelta(hours=24)).timestamp())  # floored to whole seconds
-    assert timedelta(hours=24) == DEFAULT_TTL
+    ttl = timedelta(hours=24) - CLOCK_SKEW
+    expiry = int((NOW + ttl).timestamp())  # floored to whole seconds
+    assert ttl == DEFAULT_TTL == MAX_TTL
     assert creds.username == f"{expiry}:client-1"
     assert creds.password == reference_password(SECRET, creds.username)
     assert creds.expires_at == datetime.fromtimestamp(expiry, UTC)
-    assert creds.expires_at <= NOW + timedelta(hours=24)
+    assert creds.expires_at <= NOW + ttl
+
+
+@pytest.mark.parametrize("ttl", [MAX_TTL + timedelta(seconds=1), timedelta(days=30)])
+def test_registry_never_mints_what_a_relay_refuses(ttl):
+    """Issue 8 item 9: nothing longer-lived than the relays accept (24 h) can be minted."""
+    with pytest.raises(CredentialsError):
+        mint(SECRET, "client-1", now=NOW, ttl=ttl)
+
+
+@pytest.mark.parametrize("relay_clock_behind", [timedelta(0), CLOCK_SKEW])
+def test_longest_minted_credentials_pass_a_relay_with_a_slow_clock(relay_clock_behind):
+    creds = mint(SECRET, "client-1", now=NOW, ttl=MAX_TTL)
+    relay_now = NOW - relay_clock_behind
+    assert creds.expires_at - relay_now <= timedelta(seconds=RELAY_MAX_CREDENTIAL_LIFETIME)
+    assert check(SECRET, creds.username, creds.password, now=relay_now)
 
 
 def test_earlier_requested_expiry_wins():
@@ -131,7 +158,7 @@ def test_check_never_crashes(username, password):
 @given(
     for_id=st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True),
     secret=st.binary(min_size=1, max_size=64),
-    ttl_s=st.integers(min_value=1, max_value=30 * 86400),
+    ttl_s=st.integers(min_value=1, max_value=int(MAX_TTL.total_seconds())),
 )
 def test_minted_credentials_verify(for_id, secret, ttl_s):
     creds = mint(secret, for_id, now=NOW, ttl=timedelta(seconds=ttl_s))

@@ -18,6 +18,7 @@ import pytest
 
 from zerogate.common import subjects
 from zerogate.common.bus import Bus, RemoteError
+from zerogate.common.errors import ConfigError
 from zerogate.common.messages.relay import (
     RelayHeartbeat,
     RelayOffline,
@@ -139,11 +140,13 @@ async def test_select_events_and_expiry_end_to_end(service: RegistryService, nat
             assert first.realm == "zerogate"
             expiry_text, for_id = first.username.split(":")
             assert for_id == "client-42"
-            # Default TTL is 24 h.
+            # Default TTL: 24 h (the relays' --max-credential-lifetime) less 5 min of
+            # clock skew, so no relay refuses a fresh offer for living too long.
+            ttl = timedelta(hours=24) - timedelta(minutes=5)
             assert (
-                before + timedelta(hours=24) - timedelta(seconds=2)
+                before + ttl - timedelta(seconds=2)
                 <= datetime.fromtimestamp(int(expiry_text), UTC)
-                <= datetime.now(UTC) + timedelta(hours=24)
+                <= datetime.now(UTC) + ttl
             )
             assert first.password.get_secret_value() == expected_password(
                 secrets[fra], first.username
@@ -297,3 +300,11 @@ async def test_state_survives_nats_restart(tmp_path: Path):
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(b.close(), 5)
         await asyncio.to_thread(server.stop)
+
+
+@pytest.mark.parametrize("ttl", [timedelta(hours=24), timedelta(days=30)])
+def test_registry_refuses_a_ttl_the_relays_would_refuse(ttl: timedelta):
+    """Issue 8 item 9: a relay refuses TURN REST usernames expiring more than its
+    --max-credential-lifetime (24 h by default) ahead; the registry never mints them."""
+    with pytest.raises(ConfigError):
+        RegistryService(credential_ttl=ttl)

@@ -183,3 +183,36 @@ def test_registry_without_bus_exits_2() -> None:
     proc = _relay("registry")
     assert proc.returncode == 2
     assert "ZG_NATS_URL" in proc.stderr
+
+
+# -- how long a TURN REST username may live (issue 8 item 9) ------------------------
+DAY = 24 * 3600
+
+
+def test_max_credential_lifetime_defaults_to_a_day() -> None:
+    assert RelaySettings(**BASE).max_credential_lifetime == DAY
+
+
+def test_max_credential_lifetime_from_flag_and_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    args = vars(serve_parser().parse_args(["--max-credential-lifetime", "3600"]))
+    assert RelaySettings(**BASE, **args).max_credential_lifetime == 3600
+    monkeypatch.setenv("ZG_RELAY_MAX_CREDENTIAL_LIFETIME", "7200")
+    assert RelaySettings(**BASE).max_credential_lifetime == 7200
+
+
+def test_bad_max_credential_lifetime_names_the_variable() -> None:
+    proc = _relay(
+        "--public-ip", "198.51.100.7", "--auth-secret", "s", "--max-credential-lifetime", "0"
+    )
+    assert proc.returncode == 2
+    assert "ZG_RELAY_MAX_CREDENTIAL_LIFETIME" in proc.stderr
+
+
+def test_registry_refuses_a_credential_ttl_longer_than_relays_accept() -> None:
+    proc = _relay(
+        "registry", "--credential-ttl", str(DAY), env={"ZG_NATS_URL": "nats://127.0.0.1:1"}
+    )
+    assert proc.returncode == 2
+    assert "--credential-ttl" in proc.stderr

@@ -362,3 +362,154 @@ async def test_bursts_arrive_whole_and_in_order(gso: bool) -> None:
             assert (counters.gso_sends > 0) is gso
         finally:
             client.close()
+
+
+# -- the relay is never its own peer (issue 8 item 5) ------------------------------
+
+
+async def test_the_relay_does_not_relay_to_itself_under_an_allow_list() -> None:
+    """With ``--allow-peer 127.0.0.0/8`` a Send to the relay's own listen port came back
+    as a Data indication carrying the relay's own Binding success."""
+    async with running(_settings(allow_peer=["127.0.0.0/8"])) as service:
+        client = _client(service, "loop")
+        try:
+            relayed = await client.allocate()
+            listen = ("127.0.0.1", service.port)
+            # the address may be allowed (permissions are per IP, RFC 8656 §9) ...
+            with peer_socket() as peer:
+                await client.create_permission(peer.getsockname())
+                # ... but never the relay's own sockets
+                for own in (listen, relayed, ("127.0.0.1", service.settings.relay_ports[0])):
+                    with pytest.raises(TurnTestError) as info:
+                        await client.channel_bind(FIRST_CHANNEL, own)
+                    assert info.value.code == 403
+                    with pytest.raises(TurnTestError) as info:
+                        await client.create_permission(own)
+                    assert info.value.code == 403
+                binding = stun.encode(
+                    stun.Message(stun.Method.BINDING, stun.MessageClass.REQUEST, b"x" * 12, {})
+                )
+                client.send_indication(listen, binding)
+                client.send_indication(peer.getsockname(), b"still relays")
+                data, _ = await _recv(peer)
+                assert data == b"still relays"
+                with pytest.raises(TimeoutError):
+                    await client.receive(timeout=0.5)  # no Data indication of our own answer
+        finally:
+            client.close()
+
+
+# -- a relay port another socket holds (issue 8 item 6) ------------------------------
+
+
+async def test_allocations_skip_relay_ports_other_sockets_hold() -> None:
+    """24 of ~1,200 allocations failed with 508 because an ephemeral socket held the
+    picked port. Three of four ports are held here: every allocation must still land
+    on the free one (before: three in four got 508)."""
+    low, high = free_port_range(4)
+    blockers = []
+    try:
+        for port in range(low, high):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", port))
+            blockers.append(s)
+        async with running(_settings(relay_ports=(low, high))) as service:
+            for index in range(8):
+                client = _client(service, f"skip{index}")
+                try:
+                    assert await client.allocate() == ("127.0.0.1", high)
+                    assert await client.refresh(0) == 0
+                finally:
+                    client.close()
+            assert service.shell.counters.relay_bind_failures >= 1
+            assert service.shell.relay_sockets == 0
+    finally:
+        for s in blockers:
+            s.close()
+
+
+def test_overlap_with_the_ephemeral_range_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from zerogate.relay.service import warn_if_ephemeral_overlap
+
+    assert not warn_if_ephemeral_overlap((20000, 20099), (32768, 60999))
+    assert not warn_if_ephemeral_overlap((61000, 65535), (32768, 60999))
+    assert not warn_if_ephemeral_overlap((49152, 65535), None)  # no /proc: no opinion
+    assert not caplog.records
+    with caplog.at_level("WARNING", logger="zerogate.relay.service"):
+        assert warn_if_ephemeral_overlap((49152, 65535), (32768, 60999))
+    message = caplog.records[-1].getMessage()
+    assert "net.ipv4.ip_local_port_range" in message
+    assert "--relay-ports" in message
+    assert "49152-65535" in message
+    assert "32768-60999" in message
+
+
+def test_ephemeral_range_is_read_from_proc(tmp_path) -> None:
+    from zerogate.relay.service import ephemeral_port_range
+
+    sysctl = tmp_path / "ip_local_port_range"
+    sysctl.write_text("32768\t60999\n")
+    assert ephemeral_port_range(sysctl) == (32768, 60999)
+    sysctl.write_text("garbage")
+    assert ephemeral_port_range(sysctl) is None
+    assert ephemeral_port_range(tmp_path / "missing") is None
+
+
+async def test_start_up_warns_when_the_relay_range_is_ephemeral(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from zerogate.relay.service import ephemeral_port_range
+
+    ephemeral = ephemeral_port_range()
+    if ephemeral is None:
+        pytest.skip("no /proc/sys/net/ipv4/ip_local_port_range here")
+    with caplog.at_level("WARNING", logger="zerogate.relay.service"):
+        async with running(_settings(relay_ports=(ephemeral[0], ephemeral[0] + 9))):
+            pass
+    assert any("net.ipv4.ip_local_port_range" in r.getMessage() for r in caplog.records)
+
+
+def test_local_addresses_come_from_proc(tmp_path) -> None:
+    from zerogate.relay.service import local_addresses
+
+    fib = tmp_path / "fib_trie"
+    fib.write_text(
+        "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n"
+        "     |-- 10.1.2.3\n        /32 host LOCAL\n"
+        "     |-- 10.1.2.255\n        /32 link BROADCAST\n"
+        "Local:\n     |-- 127.0.0.1\n        /32 host LOCAL\n"
+    )
+    inet6 = tmp_path / "if_inet6"
+    inet6.write_text(
+        "00000000000000000000000000000001 01 80 10 80       lo\n"
+        "20010db8000000000000000000000007 02 40 00 80     eth0\n"
+    )
+    assert local_addresses(fib, inet6) == ["10.1.2.3", "127.0.0.1", "2001:db8::7", "::1"]
+    assert local_addresses(tmp_path / "none", tmp_path / "none") == []
+
+
+# -- how long a TURN REST username may live (issue 8 item 9) ------------------------
+DAY = 24 * 3600  # the default --max-credential-lifetime
+
+
+async def test_credentials_living_longer_than_the_maximum_get_401(relay: RelayService) -> None:
+    username, password = rest_api_credentials(
+        SECRET.encode(), "forever", int(time.time()) + DAY + 600
+    )
+    client = TurnTestClient(("127.0.0.1", relay.port), username, password)
+    try:
+        with pytest.raises(TurnTestError) as info:
+            await client.allocate()
+        assert info.value.code == 401
+    finally:
+        client.close()
+    username, password = rest_api_credentials(
+        SECRET.encode(), "a-day", int(time.time()) + DAY - 600
+    )
+    client = TurnTestClient(("127.0.0.1", relay.port), username, password)
+    try:
+        await client.allocate()
+    finally:
+        client.close()

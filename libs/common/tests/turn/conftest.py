@@ -10,8 +10,8 @@ import pytest
 from zerogate.proto import stun
 from zerogate.proto.stun import Attr, MessageClass, Method
 from zerogate.proto.turn import (
-    RelayClosed,
-    RelayOpened,
+    CloseRelaySocket,
+    OpenRelaySocket,
     Server,
     ServerConfig,
     Transmit,
@@ -45,16 +45,28 @@ def make_config(**overrides) -> ServerConfig:
 
 @dataclass
 class Harness:
-    """The server plus everything it emitted, on a clock the test moves."""
+    """The server plus everything it emitted, on a clock the test moves.
+
+    It plays the shell: every :class:`OpenRelaySocket` is reported bound, unless
+    its port is in :attr:`unbindable` (another local socket holds it).
+    """
 
     server: Server
     now: float = T0
     sent: list[Transmit] = field(default_factory=list)
-    commands: list[RelayOpened | RelayClosed] = field(default_factory=list)
+    commands: list[OpenRelaySocket | CloseRelaySocket] = field(default_factory=list)
+    unbindable: set[int] = field(default_factory=set)
+    bind_failures: list[OpenRelaySocket] = field(default_factory=list)
 
     def drain(self) -> None:
         while (command := self.server.poll_command()) is not None:
+            if isinstance(command, OpenRelaySocket) and command.relay[1] in self.unbindable:
+                self.bind_failures.append(command)
+                self.server.handle_relay_bind_failed(command.relay, self.now)
+                continue
             self.commands.append(command)
+            if isinstance(command, OpenRelaySocket):
+                self.server.handle_relay_bound(command.relay, self.now)
         while (transmit := self.server.poll_transmit()) is not None:
             self.sent.append(transmit)
 

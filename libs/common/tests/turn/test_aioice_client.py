@@ -5,7 +5,7 @@ import time
 
 from aioice.turn import TurnClientUdpProtocol
 
-from zerogate.proto.turn import RelayClosed, RelayOpened, Server, ServerConfig
+from zerogate.proto.turn import CloseRelaySocket, OpenRelaySocket, Server, ServerConfig
 
 SERVER_ADDR = ("198.51.100.1", 3478)
 CLIENT_ADDR = ("192.0.2.200", 40000)
@@ -20,7 +20,7 @@ class Link:
         self.protocol = protocol
         self.loop = asyncio.get_running_loop()
         self.to_peers: list[tuple[tuple[str, int], tuple[str, int], bytes]] = []
-        self.commands: list[RelayOpened | RelayClosed] = []
+        self.commands: list[OpenRelaySocket | CloseRelaySocket] = []
         self.closed = False
 
     # the asyncio.DatagramTransport surface aioice uses
@@ -44,6 +44,8 @@ class Link:
     def flush(self) -> None:
         while (command := self.server.poll_command()) is not None:
             self.commands.append(command)
+            if isinstance(command, OpenRelaySocket):
+                self.server.handle_relay_bound(command.relay, self.loop.time())
         while (transmit := self.server.poll_transmit()) is not None:
             if transmit.source is None:
                 assert transmit.destination == CLIENT_ADDR
@@ -86,7 +88,7 @@ async def test_aioice_allocates_binds_relays_and_deletes():
     relayed = await asyncio.wait_for(protocol.connect(), 5)
     assert relayed[0] == "198.51.100.10"
     assert protocol.mapped_address == CLIENT_ADDR
-    assert [type(c) for c in link.commands] == [RelayOpened]
+    assert [type(c) for c in link.commands] == [OpenRelaySocket]
     assert link.commands[0].relay == relayed
 
     await asyncio.wait_for(protocol.send_data(b"hello peer", PEER), 5)
@@ -100,4 +102,4 @@ async def test_aioice_allocates_binds_relays_and_deletes():
     await asyncio.wait_for(protocol.delete(), 5)
     assert link.closed
     assert server.stats().allocations == 0
-    assert isinstance(link.commands[-1], RelayClosed)
+    assert isinstance(link.commands[-1], CloseRelaySocket)

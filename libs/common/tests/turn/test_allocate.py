@@ -4,7 +4,7 @@ import pytest
 
 from zerogate.proto import stun
 from zerogate.proto.stun import Attr, Method
-from zerogate.proto.turn import RelayClosed, RelayOpened
+from zerogate.proto.turn import CloseRelaySocket, OpenRelaySocket
 
 RELAY_V4 = "198.51.100.10"
 RELAY_V6 = "2001:db8:100::10"
@@ -26,7 +26,7 @@ def test_allocate_opens_a_relay_before_answering(harness):
     assert 50000 <= relay[1] <= 50999
     assert response.get_address(Attr.XOR_MAPPED_ADDRESS) == ("192.0.2.200", 40000)
     assert response.get_int(Attr.LIFETIME) == DEFAULT_LIFETIME
-    assert [type(c) for c in harness.commands] == [RelayOpened]
+    assert [type(c) for c in harness.commands] == [OpenRelaySocket]
     assert harness.commands[0].relay == relay
     assert harness.server.stats().allocations == 1
 
@@ -77,7 +77,7 @@ def test_retransmitted_allocate_gets_the_same_success(harness):
     _, raw_second = client.request(Method.ALLOCATE, {Attr.REQUESTED_TRANSPORT: UDP}, tid=tid)
     assert harness.code(first) == 200
     assert raw_second == raw_first
-    assert len([c for c in harness.commands if isinstance(c, RelayOpened)]) == 1
+    assert len([c for c in harness.commands if isinstance(c, OpenRelaySocket)]) == 1
     assert harness.server.stats().allocations == 1
     # After the cache time (RFC 8489 Ti = 39.5 s) the same id is a new request: 437.
     harness.advance(41)
@@ -184,7 +184,7 @@ def test_refresh_extends_and_zero_deletes(harness):
     assert harness.code(response) == 200
     assert response.get_int(Attr.LIFETIME) == 0
     assert harness.server.stats().allocations == 0
-    assert RelayClosed(relay, harness.commands[0].allocation) in harness.commands
+    assert CloseRelaySocket(relay, harness.commands[0].allocation) in harness.commands
     assert harness.server.state_size() <= 2  # only the cached response and its timer
     assert harness.code(client.refresh()) == 437
 
@@ -210,7 +210,7 @@ def test_refresh_zero_with_family_drops_one_half_of_a_dual_allocation(harness):
     harness.commands.clear()
     response = client.call(Method.REFRESH, {Attr.LIFETIME: 0, Attr.REQUESTED_ADDRESS_FAMILY: IPV6})
     assert harness.code(response) == 200
-    assert [(type(c), c.relay) for c in harness.commands] == [(RelayClosed, v6)]
+    assert [(type(c), c.relay) for c in harness.commands] == [(CloseRelaySocket, v6)]
     assert harness.server.stats().allocations == 1
     assert harness.server.peer_to_client(v4, b"x", ("8.8.8.8", 53)) is None
     # The IPv4 half still works: a permission for an IPv4 peer is accepted...
@@ -227,39 +227,122 @@ def test_allocation_expires_on_the_virtual_clock(harness):
     assert harness.server.stats().allocations == 1
     harness.advance(2)
     assert harness.server.stats().allocations == 0
-    assert isinstance(harness.commands[-1], RelayClosed)
+    assert isinstance(harness.commands[-1], CloseRelaySocket)
     assert harness.commands[-1].relay == relay
 
 
-def test_relay_bind_failure_turns_the_answer_into_508(harness):
+def _signed_allocate(harness, client, tid: bytes, extra=None) -> bytes:
+    """An Allocate signed with the nonce the client learned earlier."""
+    attributes = {
+        Attr.REQUESTED_TRANSPORT: UDP,
+        Attr.USERNAME: client.username,
+        Attr.REALM: client.realm,
+        Attr.NONCE: client.nonce,
+    }
+    attributes.update(extra or {})
+    message = stun.Message(Method.ALLOCATE, stun.MessageClass.REQUEST, tid, attributes)
+    return stun.encode(message, key=client.key)
+
+
+def test_allocate_is_answered_only_once_its_relay_socket_is_bound(harness):
+    client = harness.client()
+    client.allocate()
+    client.refresh(0)
+    server = harness.server
+    server.handle_client_datagram(
+        _signed_allocate(harness, client, b"waitforbind!"), client.address, harness.now
+    )
+    opened = server.poll_command()
+    assert isinstance(opened, OpenRelaySocket)
+    assert server.poll_transmit() is None  # no answer before the socket exists
+    # a retransmission meanwhile is not answered twice
+    server.handle_client_datagram(
+        _signed_allocate(harness, client, b"waitforbind!"), client.address, harness.now
+    )
+    assert server.poll_transmit() is None
+    server.handle_relay_bound(opened.relay, harness.now)
+    response = stun.decode(server.poll_transmit().data)
+    assert harness.code(response) == 200
+    assert response.get_address(Attr.XOR_RELAYED_ADDRESS) == opened.relay
+
+
+def test_a_port_that_will_not_bind_is_replaced_by_another(make_harness):
+    """Issue 8 item 6: another local socket holds the picked port (Linux hands out
+    ephemeral ports from 32768-60999, inside the default 49152-65535): try others."""
+    harness = make_harness(relay_port_min=50000, relay_port_max=50003)
+    harness.unbindable = {50000, 50001, 50002}
+    for index in range(10):
+        client = harness.client(address=("192.0.2.1", 1000 + index))
+        response = client.allocate()
+        assert harness.code(response) == 200
+        assert response.get_address(Attr.XOR_RELAYED_ADDRESS) == (RELAY_V4, 50003)
+        assert harness.code(client.refresh(0)) == 200
+    assert {c.relay[1] for c in harness.bind_failures} <= {50000, 50001, 50002}
+
+
+def test_dual_stack_retry_closes_the_bound_sibling_and_moves_both(make_harness):
+    harness = make_harness(relay_port_min=50000, relay_port_max=50001)
     client = harness.client()
     client.allocate()
     client.refresh(0)
     harness.commands.clear()
-    message = stun.Message(
-        Method.ALLOCATE,
-        stun.MessageClass.REQUEST,
-        b"bindfail0000",
-        {
-            Attr.REQUESTED_TRANSPORT: UDP,
-            Attr.ADDITIONAL_ADDRESS_FAMILY: IPV6,
-            Attr.USERNAME: "alice",
-            Attr.REALM: client.realm,
-            Attr.NONCE: client.nonce,
-        },
-    )
     server = harness.server
-    server.handle_client_datagram(stun.encode(message, key=client.key), client.address, harness.now)
-    opened = server.poll_command()
-    assert isinstance(opened, RelayOpened)
-    server.relay_bind_failed(opened.relay, harness.now)  # the shell's bind failed
-    assert server.poll_command() is None  # the sibling RelayOpened was withdrawn
-    reply = server.poll_transmit()
-    assert server.poll_transmit() is None
-    response = stun.decode(reply.data)
+    server.handle_client_datagram(
+        _signed_allocate(harness, client, b"dualretry!!!", {Attr.ADDITIONAL_ADDRESS_FAMILY: IPV6}),
+        client.address,
+        harness.now,
+    )
+    v4 = server.poll_command()
+    v6 = server.poll_command()
+    assert isinstance(v4, OpenRelaySocket)
+    assert isinstance(v6, OpenRelaySocket)
+    first_port = v4.relay[1]
+    server.handle_relay_bound(v4.relay, harness.now)
+    server.handle_relay_bind_failed(v6.relay, harness.now)
+    commands = []
+    while (command := server.poll_command()) is not None:
+        commands.append(command)
+        if isinstance(command, OpenRelaySocket):
+            server.handle_relay_bound(command.relay, harness.now)
+    other_port = 50001 if first_port == 50000 else 50000
+    assert commands == [
+        CloseRelaySocket(v4.relay, v4.allocation),
+        OpenRelaySocket((RELAY_V4, other_port), v4.allocation),
+        OpenRelaySocket((RELAY_V6, other_port), v4.allocation),
+    ]
+    response = stun.decode(server.poll_transmit().data)
+    assert harness.code(response) == 200
+    assert response.get_all_addresses(Attr.XOR_RELAYED_ADDRESS) == [
+        (RELAY_V4, other_port),
+        (RELAY_V6, other_port),
+    ]
+
+
+def test_508_only_once_every_port_of_the_range_was_tried(make_harness):
+    harness = make_harness(relay_port_min=50000, relay_port_max=50003)
+    harness.unbindable = {50000, 50001, 50002, 50003}
+    client = harness.client()
+    response = client.allocate()
+    # RFC 8656 §7.2: 508 Insufficient Capacity, signed like any answer after auth
     assert harness.code(response) == 508
-    assert stun.check_integrity(response, client.key)
-    assert server.stats().allocations == 0
+    assert client.verify(response)
+    assert sorted(c.relay[1] for c in harness.bind_failures) == [50000, 50001, 50002, 50003]
+    assert harness.server.stats().allocations == 0
+    assert harness.server.state_size() <= 2  # the cached 508 and nothing else of it
+    # the 508 is what a retransmission gets too, and the ports are free again
+    harness.unbindable.clear()
+    assert harness.code(harness.client(address=("192.0.2.1", 2)).allocate()) == 200
+
+
+def test_a_reserved_port_that_will_not_bind_gets_508_at_once(make_harness):
+    harness = make_harness(relay_port_min=50000, relay_port_max=50003)
+    response = harness.client(address=("192.0.2.1", 1)).allocate({Attr.EVEN_PORT: True})
+    token = response.get_bytes(Attr.RESERVATION_TOKEN)
+    reserved = response.get_address(Attr.XOR_RELAYED_ADDRESS)[1] + 1
+    harness.unbindable = {reserved}
+    second = harness.client(address=("192.0.2.1", 2))
+    assert harness.code(second.allocate({Attr.RESERVATION_TOKEN: token})) == 508
+    assert [c.relay[1] for c in harness.bind_failures] == [reserved]
 
 
 def test_server_without_relay_addresses_is_refused():

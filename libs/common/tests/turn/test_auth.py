@@ -207,6 +207,8 @@ def _rest_allocate(server, username, password, now):
     )
     key = long_term_key(username, REALM, password)
     server.handle_client_datagram(stun.encode(request, key=key), source, now)
+    while (command := server.poll_command()) is not None:
+        server.handle_relay_bound(command.relay, now)  # the shell bound it
     response = stun.decode(server.poll_transmit().data)
     error = response.error_code()
     return 200 if error is None else error.code
@@ -261,3 +263,46 @@ def test_unauthenticated_answers_stay_small(harness):
     assert len(reply.data) <= 20 + 12 + 8  # XOR-MAPPED-ADDRESS + FINGERPRINT
     signed = client.allocate()
     assert signed.get_str(Attr.SOFTWARE) == "zerogate-relay"
+
+
+# -- how long a TURN REST username may live (issue 8 item 9) ------------------------
+DAY = 24 * 3600  # the relay's default --max-credential-lifetime
+
+
+def test_rest_username_living_longer_than_the_maximum_gets_401(harness):
+    """A username minted far into the future (a leaked secret, a misconfigured minter)
+    is refused, though its password is right."""
+    username, password = rest_api_credentials(AUTH_SECRET, "device-1", UNIX_T0 + DAY + 1)
+    client = harness.client(username=username, password=password)
+    assert harness.code(client.allocate()) == 401
+    assert harness.server.stats().allocations == 0
+
+
+def test_rest_username_living_exactly_the_maximum_is_accepted(harness):
+    username, password = rest_api_credentials(AUTH_SECRET, "device-1", UNIX_T0 + DAY)
+    client = harness.client(username=username, password=password)
+    assert harness.code(client.allocate()) == 200
+
+
+def test_max_credential_lifetime_is_configurable(make_harness):
+    harness = make_harness(max_credential_lifetime=3600)
+    late = rest_api_credentials(AUTH_SECRET, "d", UNIX_T0 + 3601)
+    assert harness.code(harness.client(username=late[0], password=late[1]).allocate()) == 401
+    good = rest_api_credentials(AUTH_SECRET, "d", UNIX_T0 + 3600)
+    client = harness.client(address=("192.0.2.9", 9), username=good[0], password=good[1])
+    assert harness.code(client.allocate()) == 200
+
+
+def test_one_rest_rule_for_core_and_services():
+    """The checker the relay service and the registry use is the core's rule:
+    valid while unix_now < expiry <= unix_now + max_lifetime."""
+    from zerogate.proto.turn import rest_api_check, rest_api_password_for
+
+    username, password = rest_api_credentials(AUTH_SECRET, "d", UNIX_T0 + 100)
+    assert rest_api_check(AUTH_SECRET, username, password, unix_now=UNIX_T0)
+    assert not rest_api_check(AUTH_SECRET, username, password, unix_now=UNIX_T0 + 100)
+    assert not rest_api_check(AUTH_SECRET, username, "wrong", unix_now=UNIX_T0)
+    assert not rest_api_check(AUTH_SECRET, username, password, unix_now=UNIX_T0, max_lifetime=99)
+    assert rest_api_password_for(AUTH_SECRET, "12:", unix_now=0, max_lifetime=DAY) is None
+    bare = str(UNIX_T0 + 10)  # coturn accepts a bare expiry as the username
+    assert rest_api_password_for(AUTH_SECRET, bare, unix_now=UNIX_T0, max_lifetime=DAY)

@@ -4,6 +4,8 @@ import ipaddress
 
 import pytest
 
+from zerogate.proto import stun
+from zerogate.proto.stun import Attr, MessageClass, Method
 from zerogate.proto.turn import PeerFilter, normalise_ip
 
 OWN = "198.51.100.1"  # the relay's own listen address in the harness (see conftest)
@@ -192,3 +194,107 @@ def test_allow_list_also_matches_the_address_as_given():
     mapped = PeerFilter(allow=[ipaddress.ip_network("::ffff:10.0.0.0/104")])
     assert mapped.is_allowed("::ffff:10.1.2.3")
     assert not mapped.is_allowed("::ffff:192.168.0.1")
+
+
+# -- the relay is never its own peer (issue 8 item 5) ------------------------------
+LISTEN_PORT = 3478  # RFC 8489 §18.6: STUN/TURN over UDP
+RELAY_RANGE = (50000, 50999)  # the harness's relay port range (conftest)
+
+
+@pytest.fixture
+def lab(make_harness):
+    """An operator allow-list that covers the relay's own addresses, as a lab or a
+    test on loopback has: that alone must not let the relay relay to itself."""
+    harness = make_harness(allow_peers=[ipaddress.ip_network("198.51.100.0/24")])
+    harness.server.listening_on([(OWN, LISTEN_PORT)])
+    return harness
+
+
+@pytest.mark.parametrize(
+    "peer",
+    [
+        (OWN, LISTEN_PORT),  # the listen socket
+        (RELAY_V4, LISTEN_PORT),
+        (OWN, RELAY_RANGE[0]),  # any port of the relay range, on any own address
+        (RELAY_V4, RELAY_RANGE[1]),
+        ("::ffff:198.51.100.1", LISTEN_PORT),  # the same, IPv4-mapped
+    ],
+)
+def test_own_sockets_are_refused_even_under_an_allow_list(lab, peer):
+    client = lab.client()
+    assert lab.code(client.allocate({Attr.ADDITIONAL_ADDRESS_FAMILY: 0x02})) == 200
+    assert lab.code(client.bind(0x4000, peer)) == 403
+    assert lab.code(client.permit(peer)) == 403
+
+
+def test_other_ports_of_an_allowed_own_address_stay_usable(lab):
+    client = lab.client()
+    client.allocate()
+    assert lab.code(client.permit((OWN, 5000))) == 200
+    assert lab.code(client.bind(0x4000, (OWN, 5001))) == 200
+
+
+def test_send_to_the_listen_port_is_not_relayed(lab):
+    """The reported bug: with the relay's address allowed, a Send to its own listen port
+    came back as a Data indication carrying the relay's own Binding success."""
+    client = lab.client()
+    client.allocate()
+    assert lab.code(client.permit((OWN, 5000))) == 200  # permissions are per IP (§9)
+    binding = stun.encode(stun.Message(Method.BINDING, MessageClass.REQUEST, b"b" * 12, {}))
+    assert client.send_indication((OWN, LISTEN_PORT), binding) == []
+    assert client.send_indication((OWN, RELAY_RANGE[0] + 7), binding) == []
+    assert client.send_indication((OWN, 5000), b"fine")[0].destination == (OWN, 5000)
+
+
+def test_datagrams_from_own_sockets_are_dropped(lab):
+    client = lab.client()
+    relay = client.allocate().get_address(Attr.XOR_RELAYED_ADDRESS)
+    client.permit((OWN, 5000))
+    assert lab.peer_datagram(relay, b"loop", (OWN, LISTEN_PORT)) == []
+    assert lab.peer_datagram(relay, b"loop", (OWN, RELAY_RANGE[0])) == []
+    assert len(lab.peer_datagram(relay, b"fine", (OWN, 5000))) == 1
+    # and the listen socket does not serve STUN coming from one of our relay ports
+    ourselves = lab.client(address=(RELAY_V4, relay[1]))
+    binding = stun.encode(stun.Message(Method.BINDING, MessageClass.REQUEST, b"c" * 12, {}))
+    assert ourselves.send_raw(binding) == []
+
+
+def test_listening_on_a_wildcard_makes_every_local_address_own(make_harness):
+    harness = make_harness(allow_peers=[ipaddress.ip_network("127.0.0.0/8")])
+    harness.server.listening_on([("0.0.0.0", LISTEN_PORT)])
+    client = harness.client()
+    client.allocate()
+    for peer in [("127.0.0.1", LISTEN_PORT), ("127.0.0.9", RELAY_RANGE[0] + 1)]:
+        assert harness.code(client.bind(0x4000, peer)) == 403, peer
+    assert harness.code(client.bind(0x4001, ("127.0.0.1", 5000))) == 200
+
+
+def test_peer_filter_own_endpoints():
+    peer_filter = PeerFilter(
+        own_addresses=["192.0.2.7"],
+        own_ports=[range(49152, 65536)],
+        allow=[ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")],
+    )
+    peer_filter.add_listen_endpoint("192.0.2.8", LISTEN_PORT)
+    assert peer_filter.is_own_endpoint("192.0.2.7", LISTEN_PORT)
+    assert peer_filter.is_own_endpoint("192.0.2.8", 60000)
+    assert peer_filter.is_own_endpoint("0.0.0.0", LISTEN_PORT)  # reaches the local host
+    assert peer_filter.is_own_endpoint("::", 50000)
+    assert not peer_filter.is_own_endpoint("192.0.2.7", 5000)
+    assert not peer_filter.is_own_endpoint("127.0.0.1", LISTEN_PORT)  # not a wildcard
+    assert not peer_filter.is_own_endpoint("not an address", LISTEN_PORT)
+    assert peer_filter.permits("192.0.2.7", 5000)
+    assert not peer_filter.permits("192.0.2.7", LISTEN_PORT)
+    peer_filter.add_listen_endpoint("::", LISTEN_PORT)
+    assert peer_filter.is_own_endpoint("::1", LISTEN_PORT)
+    assert not peer_filter.is_own_endpoint("127.0.0.1", LISTEN_PORT)  # IPv6 wildcard only
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["0.0.0.0", "224.0.0.1", "239.1.2.3", "255.255.255.255", "::", "ff02::1", "::ffff:224.0.0.1"],
+)
+def test_no_allow_list_opens_multicast_broadcast_or_unspecified(address):
+    everything = PeerFilter(allow=[ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")])
+    assert not everything.is_allowed(address)
+    assert everything.is_allowed("10.0.0.1")  # the allow-list still opens private space

@@ -68,13 +68,23 @@ def _unused_udp_port(host: str) -> int:
 START_ATTEMPTS = 5
 
 
+def _ephemeral_low(default: int = 32768) -> int:
+    """The first port of ``net.ipv4.ip_local_port_range`` (Linux's default where unreadable)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
 def free_port_range(count: int, host: str = "127.0.0.1", low: int = 20000) -> tuple[int, int]:
     """A run of ``count`` UDP ports that are free right now, starting at a random offset.
 
-    Below Linux's ephemeral range, so outgoing sockets rarely land in it; a
-    relay skips a port of its range that something took meanwhile.
+    Wholly below Linux's ephemeral range (``net.ipv4.ip_local_port_range``), so
+    sockets that bind port 0 (test peers and clients) never get a port of it: a
+    relay refuses its own ports as peers, and skips a port something took meanwhile.
     """
-    start = low + (os.getpid() * 7919 + time.monotonic_ns()) % 20000
+    span = max(_ephemeral_low() - count - low, 1)
+    start = low + (os.getpid() * 7919 + time.monotonic_ns()) % span
     while True:
         ports = range(start, start + count)
         socks: list[socket.socket] = []
@@ -86,7 +96,7 @@ def free_port_range(count: int, host: str = "127.0.0.1", low: int = 20000) -> tu
                 socks.append(s)
                 s.bind((host, port))
         except OSError:
-            start = low + (start + count - low) % 20000
+            start = low + (start + count - low) % span
             continue
         finally:
             for s in socks:

@@ -8,15 +8,20 @@ state (draft-uberti-behave-turn-rest-00 section 2.2; coturn
     username = "<unix expiry>:<for_id>"
     password = base64(HMAC-SHA1(secret, username))
 
-The expiry is the Unix time (whole seconds, UTC) after which the relay refuses
-the username. We choose::
+The username, the password and the one rule that decides whether a username is
+good (:func:`zerogate.proto.turn.rest_api_check`: ``now < expiry <= now +
+max_lifetime``) live in :mod:`zerogate.proto.turn.credentials`, shared with the
+relay's TURN core. Here is what the registry adds: the expiry it chooses::
 
-    expiry = min(requested expires_at, now + ttl),  ttl = DEFAULT_TTL (24 h)
+    expiry = min(requested expires_at, now + ttl),  ttl <= MAX_TTL
 
 floored to whole seconds, so credentials never outlive what the asker asked
-for (a client's token, a policy window) and never live longer than a day: an
-agent asks again when it reconnects to signaling. A requested expiry that is
-not in the future is refused.
+for (a client's token, a policy window). :data:`MAX_TTL` (and the default) is
+the relays' default ``--max-credential-lifetime`` (24 h) less
+:data:`CLOCK_SKEW_ALLOWANCE` (5 min): a relay whose clock runs a little behind
+the registry's still accepts a fresh credential, and nothing the registry mints
+is refused for living too long. An agent asks again when it reconnects to
+signaling. A requested expiry that is not in the future is refused.
 
 Passwords are secrets: :class:`TurnCredentials` hides it from ``repr``; never
 log it.
@@ -24,36 +29,40 @@ log it.
 
 from __future__ import annotations
 
-import hmac
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from zerogate.common.errors import ZerogateError
-from zerogate.proto.turn.credentials import rest_api_password
+from zerogate.proto.turn.credentials import (
+    MAX_CREDENTIAL_LIFETIME,
+    REST_API_SEPARATOR,
+    rest_api_password,
+    rest_api_username,
+)
 
 __all__ = [
+    "CLOCK_SKEW_ALLOWANCE",
     "DEFAULT_TTL",
     "MAX_TTL",
     "USERNAME_SEPARATOR",
     "CredentialsError",
     "TurnCredentials",
-    "check",
     "mint",
     "turn_password",
     "turn_username",
 ]
 
 #: coturn's default ``--rest-api-separator``.
-USERNAME_SEPARATOR: Final = ":"
+USERNAME_SEPARATOR: Final = REST_API_SEPARATOR
+#: How far the registry's clock may run ahead of a relay's.
+CLOCK_SKEW_ALLOWANCE: Final = timedelta(minutes=5)
+#: No credentials are minted longer-lived than this: a relay refuses a username
+#: expiring more than its ``--max-credential-lifetime`` (24 h by default) ahead.
+MAX_TTL: Final = timedelta(seconds=MAX_CREDENTIAL_LIFETIME) - CLOCK_SKEW_ALLOWANCE
 #: How long minted credentials live when the asker sets no earlier expiry.
-DEFAULT_TTL: Final = timedelta(hours=24)
-#: No configuration may mint credentials longer-lived than this.
-MAX_TTL: Final = timedelta(days=30)
-
-_EXPIRY: Final = re.compile(r"[0-9]{1,12}")
+DEFAULT_TTL: Final = MAX_TTL
 
 
 class CredentialsError(ZerogateError):
@@ -75,11 +84,10 @@ def _key(secret: str | bytes) -> bytes:
 
 def turn_username(expiry_unix: int, for_id: str) -> str:
     """``<expiry>:<for_id>``; ``for_id`` may not contain the separator."""
-    if not for_id or USERNAME_SEPARATOR in for_id:
-        raise CredentialsError(f"id {for_id!r} cannot be part of a TURN username")
-    if expiry_unix < 0:
-        raise CredentialsError("expiry before 1970")
-    return f"{expiry_unix}{USERNAME_SEPARATOR}{for_id}"
+    try:
+        return rest_api_username(expiry_unix, for_id)
+    except ValueError as exc:
+        raise CredentialsError(str(exc)) from exc
 
 
 def turn_password(secret: str | bytes, username: str) -> str:
@@ -113,19 +121,3 @@ def mint(
         password=turn_password(secret, username),
         expires_at=datetime.fromtimestamp(expiry, UTC),
     )
-
-
-def check(secret: str | bytes, username: str, password: str, *, now: datetime) -> bool:
-    """True when ``password`` is right for ``username`` and it has not expired.
-
-    What a relay does with a username it receives (it learns the password to
-    check MESSAGE-INTEGRITY with from :func:`turn_password`). Comparison is
-    constant-time.
-    """
-    expiry_text, sep, for_id = username.partition(USERNAME_SEPARATOR)
-    if not sep or not for_id or not _EXPIRY.fullmatch(expiry_text):
-        return False
-    if int(expiry_text) <= now.timestamp():
-        return False
-    expected = turn_password(secret, username)
-    return hmac.compare_digest(expected.encode(), password.encode("utf-8", "surrogatepass"))

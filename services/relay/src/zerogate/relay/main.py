@@ -23,6 +23,7 @@ from zerogate.common import telemetry
 from zerogate.common.errors import ConfigError
 from zerogate.common.settings import ZGSettings as _RegistrySettings
 from zerogate.common.settings import build_settings, load_settings
+from zerogate.relay.credentials import MAX_TTL
 from zerogate.relay.settings import DEFAULT_HTTP_PORT, DEFAULT_PORT, RelaySettings
 
 _EPILOG = """\
@@ -89,6 +90,12 @@ def serve_parser() -> argparse.ArgumentParser:
     add("--heartbeat-interval", type=float, metavar="S", help="seconds between heartbeats (5)")
     add("--default-lifetime", type=int, metavar="S", help="allocation lifetime when unasked (600)")
     add("--max-lifetime", type=int, metavar="S", help="longest allocation lifetime (3600)")
+    add(
+        "--max-credential-lifetime",
+        type=int,
+        metavar="S",
+        help="refuse TURN REST usernames expiring more than S seconds ahead (86400)",
+    )
     add("--user-quota", type=int, metavar="N", help="allocations per username (64)")
     add("--total-quota", type=int, metavar="N", help="allocations in total (10000)")
     add(
@@ -123,7 +130,8 @@ def registry_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="S",
         default=None,
-        help="lifetime of minted TURN credentials in seconds (default 24 h)",
+        help="lifetime of minted TURN credentials in seconds (default and most: "
+        f"{int(MAX_TTL.total_seconds())}, under the relays' --max-credential-lifetime)",
     )
     return p
 
@@ -160,8 +168,12 @@ def registry(argv: Sequence[str]) -> int:
     if not settings.nats_url:
         print("error: invalid setting ZG_NATS_URL: the registry needs the bus", file=sys.stderr)  # noqa: T201
         return 2
-    if args.credential_ttl is not None and args.credential_ttl <= 0:
-        print("error: invalid setting --credential-ttl: must be positive", file=sys.stderr)  # noqa: T201
+    if args.credential_ttl is not None and not 0 < args.credential_ttl <= MAX_TTL.total_seconds():
+        print(  # noqa: T201
+            "error: invalid setting --credential-ttl: must be positive and at most "
+            f"{int(MAX_TTL.total_seconds())} (the relays refuse longer-lived credentials)",
+            file=sys.stderr,
+        )
         return 2
     telemetry.setup("zerogate-relay-registry", log_level=settings.log_level)
     from zerogate.relay import registry_service

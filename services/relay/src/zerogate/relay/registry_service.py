@@ -7,7 +7,8 @@
 * answers ``RELAY_SELECT`` in the queue group ``REGISTRY_QUEUE`` (one instance
   answers each request) with the nearest relays and fresh TURN credentials
   (:mod:`zerogate.relay.credentials`; expiry = ``min(expires_at, now + TTL)``,
-  24 h by default);
+  with the TTL at most, and by default, 24 h less 5 minutes of clock skew: never
+  longer than a relay's default ``--max-credential-lifetime`` accepts);
 * publishes :class:`RelayOnline` on ``event("relay", "online")`` and
   :class:`RelayOffline` on ``event("relay", "offline")``. With several registry
   instances each publishes its own events, so consumers must treat them as

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import secrets
@@ -15,6 +16,8 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
+from typing import Final
 
 from zerogate.common.bus import Bus, BusError
 from zerogate.common.listen import announce_ports, bind_failure
@@ -28,7 +31,22 @@ from zerogate.relay.shell import RelayShell, RelayStartError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RelayService", "RelayStartError", "run"]
+__all__ = [
+    "RelayService",
+    "RelayStartError",
+    "ephemeral_port_range",
+    "local_addresses",
+    "run",
+    "warn_if_ephemeral_overlap",
+]
+
+#: Linux's ephemeral port range (sysctl ``net.ipv4.ip_local_port_range``, used for
+#: IPv6 too): the kernel hands these ports to sockets that bind port 0 or connect.
+EPHEMERAL_PORT_RANGE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
+#: The host's IPv4 routing tables, whose "/32 host LOCAL" entries are its addresses.
+FIB_TRIE: Final = Path("/proc/net/fib_trie")
+#: The host's IPv6 addresses, one per line, 32 hex digits first.
+IF_INET6: Final = Path("/proc/net/if_inet6")
 
 
 def ipv6_available() -> bool:
@@ -42,10 +60,77 @@ def ipv6_available() -> bool:
     return True
 
 
+def ephemeral_port_range(path: Path = EPHEMERAL_PORT_RANGE) -> tuple[int, int] | None:
+    """``net.ipv4.ip_local_port_range`` as ``(low, high)``, or None where unreadable."""
+    try:
+        low, high = (int(part) for part in path.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
+def warn_if_ephemeral_overlap(
+    relay_ports: tuple[int, int], ephemeral: tuple[int, int] | None
+) -> bool:
+    """Log a warning when the relay port range overlaps the kernel's ephemeral ports.
+
+    Such a port may be held by any outgoing socket of the host when an allocation
+    wants it; the core then tries another port, so it costs a bind, not an
+    allocation, but the range is smaller than it looks. Returns True if it warned.
+    """
+    if ephemeral is None:
+        return False
+    low, high = relay_ports
+    eph_low, eph_high = ephemeral
+    if high < eph_low or eph_high < low:
+        return False
+    log.warning(
+        "the relay port range %d-%d (--relay-ports / ZG_RELAY_RELAY_PORTS) overlaps the "
+        "kernel's ephemeral ports %d-%d (sysctl net.ipv4.ip_local_port_range): local "
+        "sockets may hold relay ports, which are then skipped; move one range off the other",
+        low,
+        high,
+        eph_low,
+        eph_high,
+        extra={"relay_ports": f"{low}-{high}", "ephemeral_ports": f"{eph_low}-{eph_high}"},
+    )
+    return True
+
+
+def local_addresses(fib_trie: Path = FIB_TRIE, if_inet6: Path = IF_INET6) -> list[str]:
+    """Every address of this host's interfaces (Linux ``/proc``; empty where unreadable).
+
+    A relay listening on a wildcard is reachable on each of them, so each is one of
+    its own hosts, never a peer (``zerogate.proto.turn.peers``). Addresses added
+    after start-up are not known; list them with ``--public-ip`` or listen on a
+    specific address.
+    """
+    found: set[str] = set()
+    with contextlib.suppress(OSError):
+        last: str | None = None
+        for line in fib_trie.read_text().splitlines():
+            text = line.strip()
+            if text.startswith("|-- "):
+                last = text[4:]
+            elif last is not None and text.startswith("/32 host LOCAL"):
+                with contextlib.suppress(ValueError):
+                    found.add(str(ipaddress.IPv4Address(last)))
+    with contextlib.suppress(OSError):
+        for line in if_inet6.read_text().splitlines():
+            fields = line.split()
+            if fields and len(fields[0]) == 32:
+                with contextlib.suppress(ValueError):
+                    found.add(str(ipaddress.IPv6Address(int(fields[0], 16))))
+    return sorted(found)
+
+
 def core_config(settings: RelaySettings, auth_secret: str) -> ServerConfig:
     """The TURN core's configuration for these settings."""
     own = {str(ip) for ip in settings.listen_ip if not ip.is_unspecified}
     own |= {str(ip) for ip in settings.public_ip}
+    wildcard = {ip.version for ip in settings.listen_ip if ip.is_unspecified}
+    if wildcard:
+        own |= {ip for ip in local_addresses() if ipaddress.ip_address(ip).version in wildcard}
     low, high = settings.relay_ports
     config = ServerConfig(
         realm=settings.realm,
@@ -59,6 +144,7 @@ def core_config(settings: RelaySettings, auth_secret: str) -> ServerConfig:
         relay_port_max=high,
         default_lifetime=settings.default_lifetime,
         max_lifetime=settings.max_lifetime,
+        max_credential_lifetime=settings.max_credential_lifetime,
         max_allocations_per_user=settings.user_quota,
         max_allocations_total=settings.total_quota,
         rfc5766_channel_numbers=settings.rfc5766_channel_numbers,
@@ -109,6 +195,7 @@ class RelayService:
 
     async def start(self) -> None:
         """Bind everything; raises :class:`RelayStartError` naming the setting at fault."""
+        warn_if_ephemeral_overlap(self.settings.relay_ports, ephemeral_port_range())
         self.shell.start()
         try:
             self.http_port = await self.http.start(

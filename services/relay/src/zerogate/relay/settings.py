@@ -21,6 +21,8 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from zerogate.common.settings import ZGSettings
+from zerogate.proto.net import IPAddress, IPNetwork
+from zerogate.proto.turn import MAX_CREDENTIAL_LIFETIME
 
 ENV_PREFIX: Final = "ZG_RELAY_"
 
@@ -33,9 +35,8 @@ DEFAULT_LIFETIME: Final = 600
 MAX_LIFETIME: Final = 3600
 DEFAULT_HTTP_PORT: Final = 8081
 DEFAULT_HEARTBEAT_INTERVAL: Final = 5.0
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: TURN REST usernames expiring further ahead are refused (401): 24 hours.
+DEFAULT_MAX_CREDENTIAL_LIFETIME: Final = MAX_CREDENTIAL_LIFETIME
 
 _ID_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _RANGE_RE: Final = re.compile(r"^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$")
@@ -91,6 +92,11 @@ class RelaySettings(ZGSettings):
     )
     default_lifetime: int = Field(default=DEFAULT_LIFETIME, ge=1, le=MAX_LIFETIME)
     max_lifetime: int = Field(default=MAX_LIFETIME, ge=1, le=MAX_LIFETIME)
+    #: Seconds a TURN REST username may still have to live when it is used; one
+    #: whose ``<expiry>`` lies further ahead is refused (401).
+    max_credential_lifetime: int = Field(
+        default=DEFAULT_MAX_CREDENTIAL_LIFETIME, ge=60, le=30 * 24 * 3600
+    )
     #: Allocations one username may hold (RFC 8656 section 7.2: 486 above it).
     user_quota: int = Field(default=64, ge=1)
     #: Allocations in total (486 above it); the relay port range bounds it too.

@@ -20,7 +20,11 @@ Why it looks the way it does (all measured on a 2-core box):
   paths return where to send, the shell sends, counters are summed per batch,
   nothing is logged.
 * After any slow-path input the shell drains the core in the fixed order
-  commands → transmits → timer (see :mod:`zerogate.proto.turn.server`).
+  commands → transmits → timer (see :mod:`zerogate.proto.turn.server`). Each
+  :class:`~zerogate.proto.turn.OpenRelaySocket` is carried out and its outcome
+  reported before the next command is polled: a port another local socket holds
+  (an ephemeral port of some outgoing connection) makes the core order another
+  port, and the client gets 508 only once every port of the range was tried.
 
 * Runs of equal-sized datagrams for one destination within a batch (a bulk
   flow through one channel) leave in one ``sendmsg`` with UDP GSO
@@ -52,7 +56,8 @@ from typing import Final
 
 from zerogate.common.listen import bind_failure
 from zerogate.dataplane.udp import RunSender, raise_buffers
-from zerogate.proto.turn import Addr, RelayClosed, RelayOpened, Server
+from zerogate.proto.net import ClientAddr, Endpoint, PeerAddr, RelayAddr
+from zerogate.proto.turn import CloseRelaySocket, OpenRelaySocket, Server
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +91,7 @@ class Counters:
     peer_datagrams: int = 0
     #: Datagrams the kernel refused (buffer full, unreachable): dropped.
     send_errors: int = 0
+    #: Relay ports that could not be bound (another port was tried each time).
     relay_bind_failures: int = 0
     #: ChannelData the fast path dropped (unbound channel, bad length, relay gone).
     fast_path_drops: int = 0
@@ -120,7 +126,7 @@ class RelayShell:
     def __init__(
         self,
         core: Server,
-        listen: list[Addr],
+        listen: list[Endpoint],
         *,
         relay_bind: dict[str, str] | None = None,
         socket_buffer: int = 8 * 1024 * 1024,
@@ -137,7 +143,7 @@ class RelayShell:
         #: family (4/6) → listen socket
         self._listen: dict[int, socket.socket] = {}
         #: advertised relay address → its socket
-        self._relays: dict[Addr, socket.socket] = {}
+        self._relays: dict[RelayAddr, socket.socket] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._buf = bytearray(MAX_DATAGRAM)
@@ -147,7 +153,7 @@ class RelayShell:
 
     # -- lifecycle -------------------------------------------------------------
     @property
-    def bound(self) -> list[Addr]:
+    def bound(self) -> list[Endpoint]:
         """The listen addresses actually bound (ports resolved when 0 was asked)."""
         return [s.getsockname()[:2] for s in self._listen.values()]
 
@@ -168,6 +174,7 @@ class RelayShell:
                 raise RelayStartError(failure.detail) from exc
             self._listen[version] = sock
             self._loop.add_reader(sock.fileno(), self._on_client, sock)
+        self.core.listening_on(self.bound)
         self._flush()
 
     def close(self) -> None:
@@ -201,7 +208,7 @@ class RelayShell:
         # consecutive datagrams for one (relay socket, peer): sent as GSO runs
         parts: list[bytes] = []
         run_sock: socket.socket | None = None
-        run_peer: Addr | None = None
+        run_peer: PeerAddr | None = None
         for _ in range(BATCH):
             try:
                 n, source = recvfrom_into(buf)
@@ -249,7 +256,7 @@ class RelayShell:
         if slow:
             self._flush()
 
-    def _on_peer(self, sock: socket.socket, relay: Addr) -> None:
+    def _on_peer(self, sock: socket.socket, relay: RelayAddr) -> None:
         """Drain one relay socket: channel fast path, else Data indications via the core."""
         core = self.core
         view = self._view
@@ -263,7 +270,7 @@ class RelayShell:
         # One relay socket serves one client, so a batch is mostly one run.
         parts: list[bytes] = []
         run_sock: socket.socket | None = None
-        run_client: Addr | None = None
+        run_client: ClientAddr | None = None
         for _ in range(BATCH):
             try:
                 n, peer = recvfrom_into(buf)
@@ -309,7 +316,8 @@ class RelayShell:
 
     # -- draining the core -----------------------------------------------------
     def _flush(self) -> None:
-        """Commands first, then transmits, then re-arm the timer."""
+        """Commands first (each carried out and reported before the next), then
+        transmits, then re-arm the timer."""
         if self._closed:
             return
         core = self.core
@@ -317,9 +325,9 @@ class RelayShell:
             cmd = core.poll_command()
             if cmd is None:
                 break
-            if isinstance(cmd, RelayOpened):
+            if isinstance(cmd, OpenRelaySocket):
                 self._open_relay(cmd.relay)
-            elif isinstance(cmd, RelayClosed):
+            elif isinstance(cmd, CloseRelaySocket):
                 sock = self._relays.pop(cmd.relay, None)
                 if sock is not None:
                     self._drop_socket(sock)
@@ -346,7 +354,8 @@ class RelayShell:
                 log.debug("send failed: %s", exc.strerror)
         self._arm_timer()
 
-    def _open_relay(self, relay: Addr) -> None:
+    def _open_relay(self, relay: RelayAddr) -> None:
+        """Bind the socket of ``relay`` and tell the core how it went."""
         host, port = relay
         version = ipaddress.ip_address(host).version
         bind_host = self._relay_bind.get(host)
@@ -359,7 +368,7 @@ class RelayShell:
             self.counters.relay_bind_failures += 1
             if exc.errno != errno.EADDRINUSE:
                 log.warning("cannot bind relay port", extra={"port": port, "error": exc.strerror})
-            self.core.relay_bind_failed(relay, self._clock())
+            self.core.handle_relay_bind_failed(relay, self._clock())
             return
         old = self._relays.pop(relay, None)
         if old is not None:
@@ -367,6 +376,7 @@ class RelayShell:
         self._relays[relay] = sock
         assert self._loop is not None
         self._loop.add_reader(sock.fileno(), self._on_peer, sock, relay)
+        self.core.handle_relay_bound(relay, self._clock())
 
     def _arm_timer(self) -> None:
         deadline = self.core.poll_timeout()

@@ -1,9 +1,11 @@
-"""Sans-IO TURN server core (RFC 8656, UDP transport) with long-term credentials.
+"""Sans-IO TURN server core (RFC 8656 over UDP, RFC 8489 long-term credentials).
 
-The asyncio shell (``services/relay``) feeds datagrams and the time in and
-drains commands, datagrams and the next deadline out; see :class:`Server`.
+The asyncio shell (``services/relay``) feeds datagrams and the time in and drains
+commands, datagrams and the next deadline out; see :class:`Server`.
 """
 
+from zerogate.proto.net import normalise_ip
+from zerogate.proto.turn.auth import Authenticated, Authenticator, Nonces, Refused
 from zerogate.proto.turn.channeldata import (
     CHANNEL_NUMBER_MAX,
     CHANNEL_NUMBER_MIN,
@@ -13,33 +15,40 @@ from zerogate.proto.turn.channeldata import (
 )
 from zerogate.proto.turn.config import ServerConfig
 from zerogate.proto.turn.credentials import (
+    MAX_CREDENTIAL_LIFETIME,
     long_term_key,
+    rest_api_check,
     rest_api_credentials,
+    rest_api_expiry,
     rest_api_password,
+    rest_api_password_for,
+    rest_api_username,
 )
 from zerogate.proto.turn.errors import LocalProtocolError, RemoteProtocolError, TurnError
-from zerogate.proto.turn.peers import PeerFilter, normalise_ip
-from zerogate.proto.turn.server import (
-    Addr,
+from zerogate.proto.turn.outputs import (
     AllocationId,
+    CloseRelaySocket,
     Command,
-    RelayClosed,
-    RelayOpened,
-    Server,
-    Stats,
+    OpenRelaySocket,
     Transmit,
 )
+from zerogate.proto.turn.peers import PeerFilter
+from zerogate.proto.turn.server import Server, Stats
 
 __all__ = [
     "CHANNEL_NUMBER_MAX",
     "CHANNEL_NUMBER_MIN",
-    "Addr",
+    "MAX_CREDENTIAL_LIFETIME",
     "AllocationId",
+    "Authenticated",
+    "Authenticator",
+    "CloseRelaySocket",
     "Command",
     "LocalProtocolError",
+    "Nonces",
+    "OpenRelaySocket",
     "PeerFilter",
-    "RelayClosed",
-    "RelayOpened",
+    "Refused",
     "RemoteProtocolError",
     "Server",
     "ServerConfig",
@@ -51,6 +60,10 @@ __all__ = [
     "is_channel_data",
     "long_term_key",
     "normalise_ip",
+    "rest_api_check",
     "rest_api_credentials",
+    "rest_api_expiry",
     "rest_api_password",
+    "rest_api_password_for",
+    "rest_api_username",
 ]

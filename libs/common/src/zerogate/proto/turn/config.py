@@ -6,11 +6,14 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from zerogate.proto.net import IPNetwork
+from zerogate.proto.turn.credentials import MAX_CREDENTIAL_LIFETIME
 from zerogate.proto.turn.errors import LocalProtocolError
 
 __all__ = [
     "CHANNEL_LIFETIME",
     "DEFAULT_LIFETIME",
+    "MAX_CREDENTIAL_LIFETIME",
     "MAX_LIFETIME",
     "NONCE_LIFETIME",
     "PERMISSION_LIFETIME",
@@ -25,8 +28,6 @@ NONCE_LIFETIME = 600  # coturn `stale-nonce=600`
 RELAY_PORT_MIN = 49152  # RFC 8656 §7.2 recommends the dynamic range 49152-65535
 RELAY_PORT_MAX = 65535
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
 
 @dataclass
 class ServerConfig:
@@ -38,17 +39,21 @@ class ServerConfig:
     request for it gets 440). The shell binds each relay port on the local
     address that corresponds to the advertised one.
 
-    ``own_addresses`` are the listen and public addresses of this relay; a peer on
-    one of them is refused with 403 (the relay addresses are added automatically).
+    ``own_addresses`` are the listen and public addresses of this relay (and every
+    local interface address when it listens on a wildcard); a peer on one of them
+    is refused with 403 (the relay addresses are added automatically), and no
+    allow-list opens their listen port or relay ports (see
+    :mod:`zerogate.proto.turn.peers`).
 
     ``allow_peers`` is the operator allow-list: a peer whose normalised address is
     inside one of these networks is permitted even though it is private, loopback,
-    or one of our own addresses.
+    or one of our own addresses (but never the relay's own sockets).
 
     Credentials: ``auth_secret`` enables the TURN REST API scheme (coturn's
     ``use-auth-secret``); ``static_users`` maps username to password. Both may be
-    used at once. ``nonce_secret`` keys the stateless nonces; give every process
-    its own random 32 bytes.
+    used at once. A REST username whose expiry lies more than
+    ``max_credential_lifetime`` seconds ahead is refused (401). ``nonce_secret``
+    keys the stateless nonces; give every process its own random 32 bytes.
     """
 
     realm: str
@@ -70,6 +75,7 @@ class ServerConfig:
     #: Distinct peer IPs one allocation may hold permissions for (508 beyond).
     max_permissions_per_allocation: int = 1024
     nonce_lifetime: int = NONCE_LIFETIME
+    max_credential_lifetime: int = MAX_CREDENTIAL_LIFETIME
     software: str | None = "zerogate-relay"
     transaction_cache_seconds: float = 40.0  # RFC 8489 §6.3.1: Ti = 39.5 s for UDP
     #: Accept RFC 5766 channel numbers 0x4000-0x7FFF (coturn's turnutils_uclient
@@ -112,3 +118,5 @@ class ServerConfig:
             raise LocalProtocolError("max_permissions_per_allocation must be positive")
         if self.nonce_lifetime < 1:
             raise LocalProtocolError("nonce_lifetime must be positive")
+        if self.max_credential_lifetime < 1:
+            raise LocalProtocolError("max_credential_lifetime must be positive")

@@ -2,6 +2,8 @@
 
 How the shell drives it (and nothing else):
 
+0. After binding the listen sockets, tell the core where they are
+   (:meth:`Server.listening_on`): their ports are the relay's own and never a peer.
 1. A datagram arrives on the listen socket (port 3478):
    if ``data[0] & 0xC0 == 0x40`` (ChannelData) call :meth:`Server.channel_to_peer`;
    a result ``(relay, peer, payload)`` is sent from the relay socket ``relay`` to
@@ -12,26 +14,32 @@ How the shell drives it (and nothing else):
    ``None`` means "no channel is bound for that peer": then call
    :meth:`Server.handle_peer_datagram`, which sends a Data indication if a
    permission exists, or drops the datagram.
-3. After feeding input, drain :meth:`Server.poll_command` **first** (bind or
-   close relay sockets synchronously; report a failed bind with
-   :meth:`Server.relay_bind_failed`), then :meth:`Server.poll_transmit`.
+3. After feeding input, drain :meth:`Server.poll_command` **first**, carrying out
+   each order before polling the next: for :class:`OpenRelaySocket` bind the
+   socket and report :meth:`Server.handle_relay_bound` or
+   :meth:`Server.handle_relay_bind_failed` (either may queue further commands);
+   for :class:`CloseRelaySocket` close it. Then drain :meth:`Server.poll_transmit`.
 4. Re-arm one timer at :meth:`Server.poll_timeout`; when it fires call
    :meth:`Server.handle_timeout`.
 
 Relay ports: the core picks each allocation's port itself, at random from
 ``relay_port_min..relay_port_max``, skipping ports it already uses. A dual-stack
-allocation uses the same port number on its IPv4 and IPv6 relay address. For every
-relay address it emits :class:`RelayOpened` before queueing the success response;
-the shell binds a UDP socket on that port (on the local address belonging to the
-advertised ``relay`` address) when it polls the command. If the bind fails it calls
-:meth:`Server.relay_bind_failed`, which deletes the allocation, emits
-:class:`RelayClosed` for any sibling relay address and replaces the still-queued
-success response with a 508 (Insufficient Capacity) error.
+allocation uses the same port number on its IPv4 and IPv6 relay address. An
+Allocate is answered only once the shell has bound every relay socket of it. When
+a bind fails (another local socket holds the port, e.g. an ephemeral port of an
+outgoing connection: Linux's ``net.ipv4.ip_local_port_range`` overlaps the
+default range) the core closes the sibling socket already bound, picks another
+port it has not tried for this allocation and orders new sockets; only when every
+port of the range has been tried does the client get 508 (Insufficient Capacity).
+A port reserved under a RESERVATION-TOKEN is the only one that token can have:
+its bind failing answers 508 at once.
 
 Addresses are ``(ip literal, port)`` 2-tuples exactly as a per-family socket
 reports them (drop the flowinfo and scope of IPv6 4-tuples; use one socket per
 family rather than a dual-stack socket, whose ``::ffff:a.b.c.d`` forms the core
-treats as IPv6).
+treats as IPv6): :data:`~zerogate.proto.net.ClientAddr` for clients,
+:data:`~zerogate.proto.net.PeerAddr` for peers,
+:data:`~zerogate.proto.net.RelayAddr` for relayed addresses.
 
 Time: ``now`` is any monotonic clock in seconds (``loop.time()``). The TURN REST
 usernames carry a unix expiry, so give the constructor ``unix_now`` (``time.time()``
@@ -42,12 +50,15 @@ expired one accepted.
 
 Decisions (RFC 8656 leaves them to the server):
 
-* Nonces are stateless: ``hex(issued) "-" hex(HMAC-SHA256(nonce_secret, issued,
-  client address))[:24]``, valid ``nonce_lifetime`` seconds for that client
-  address only; a request with an expired or foreign nonce gets 438 and a new one.
+* Authentication, nonces and the one TURN REST rule live in
+  :mod:`zerogate.proto.turn.auth` and :mod:`zerogate.proto.turn.credentials`.
 * Responses to authenticated Allocate, Refresh, CreatePermission and ChannelBind
   requests are cached per (client address, transaction id) for
   ``transaction_cache_seconds`` and replayed to retransmissions (RFC 8489 §6.3.1).
+  A retransmitted Allocate that arrives while its relay sockets are still being
+  bound is dropped: the answer follows.
+* Every response is encoded by :meth:`Server._encode` (signed when the request
+  was authenticated, with FINGERPRINT).
 * EVEN-PORT gives an even port; with its R bit the next port is held for 30 s
   under a RESERVATION-TOKEN (RFC 8656 §7.2), which a later Allocate may claim
   (an unknown or expired token gets 508). coturn's ``turnutils_uclient`` does this
@@ -59,52 +70,50 @@ Decisions (RFC 8656 leaves them to the server):
 * Over UDP, ChannelData is sent without padding (RFC 8656 §12.5).
 * SOFTWARE goes only into authenticated responses, so that answers to spoofed
   unauthenticated requests stay small (reflection amplification, RFC 8656 §21.3).
+* The relay is never its own peer (:mod:`zerogate.proto.turn.peers`): ChannelBind
+  and CreatePermission to one of its own sockets get 403, Send indications to them
+  and datagrams from them are dropped, and STUN arriving on the listen socket
+  from one of them is dropped.
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-import hmac
 import ipaddress
 import logging
 import random
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NewType
 
 from zerogate.proto import stun
+from zerogate.proto.net import ClientAddr, Endpoint, PeerAddr, RelayAddr
 from zerogate.proto.stun import Attr, Message, MessageClass, Method
+from zerogate.proto.turn.auth import Authenticated, Authenticator, Refused
 from zerogate.proto.turn.channeldata import (
     CHANNEL_NUMBER_MAX,
     CHANNEL_NUMBER_MIN,
     LEGACY_CHANNEL_NUMBER_MAX,
 )
 from zerogate.proto.turn.config import ServerConfig
-from zerogate.proto.turn.credentials import long_term_key, rest_api_expiry, rest_api_password
+from zerogate.proto.turn.outputs import (
+    AllocationId,
+    CloseRelaySocket,
+    Command,
+    OpenRelaySocket,
+    Transmit,
+)
 from zerogate.proto.turn.peers import PeerFilter
+from zerogate.proto.turn.ports import RESERVATION_LIFETIME, RelayPorts
 
-__all__ = [
-    "Addr",
-    "AllocationId",
-    "Command",
-    "RelayClosed",
-    "RelayOpened",
-    "Server",
-    "Stats",
-    "Transmit",
-]
+__all__ = ["REASONS", "Server", "Stats"]
 
 _log = logging.getLogger(__name__)
-
-Addr = tuple[str, int]
-AllocationId = NewType("AllocationId", int)
 
 TRANSPORT_UDP = 17  # RFC 8656 §18.11: REQUESTED-TRANSPORT protocol number for UDP
 FAMILY_IPV4 = 0x01  # RFC 8656 §18.12
 FAMILY_IPV6 = 0x02
 CHANNEL_REBIND_COOLDOWN = 300  # RFC 8656 §12: 5 minutes before a number/peer is reused
-RESERVATION_LIFETIME = 30  # RFC 8656 §7.2: a reserved port is held about 30 seconds
 RESERVATION_TOKEN_SIZE = 8  # RFC 8656 §18.9
 MAX_CACHED_RESPONSES = 65_536  # bound on the retransmission cache
 _PLAUSIBLE_UNIX_TIME = 1e9  # 2001-09-09: a larger `now` is taken to be unix time
@@ -131,38 +140,6 @@ _TURN_METHODS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class Transmit:
-    """Send ``data`` to ``destination``.
-
-    ``source`` is ``None`` for the listen socket, else the relay address (as
-    advertised in :class:`RelayOpened`) whose socket must send it.
-    """
-
-    source: Addr | None
-    destination: Addr
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class RelayOpened:
-    """Bind a UDP socket for ``relay`` (advertised address and port) now."""
-
-    relay: Addr
-    allocation: AllocationId
-
-
-@dataclass(frozen=True, slots=True)
-class RelayClosed:
-    """Close the socket of ``relay``; the allocation is gone or lost that family."""
-
-    relay: Addr
-    allocation: AllocationId
-
-
-Command = RelayOpened | RelayClosed
-
-
-@dataclass(frozen=True, slots=True)
 class Stats:
     """Counts for /metrics (``relay.allocations.active`` and friends)."""
 
@@ -176,44 +153,48 @@ class Stats:
 @dataclass(slots=True)
 class _Channel:
     number: int
-    peer: Addr
+    peer: PeerAddr
     expires: float
+
+
+@dataclass(slots=True)
+class _Opening:
+    """An Allocate waiting for its relay sockets; answered when all are bound."""
+
+    request: Message
+    lifetime: int
+    families: list[int]
+    address_error: stun.AddressErrorCode | None
+    reserve_next: bool  # EVEN-PORT with the R bit: hold port+1 under a new token
+    claimed: bool  # the port came from a RESERVATION-TOKEN: no other port will do
+    waiting: set[RelayAddr] = field(default_factory=set)
+    tried: set[int] = field(default_factory=set)
 
 
 @dataclass(slots=True)
 class _Allocation:
     id: AllocationId
-    client: Addr
-    username: str
-    key: bytes
-    sha256: bool
+    client: ClientAddr
+    auth: Authenticated
     port: int
-    relays: dict[int, Addr]  # IP version (4/6) -> advertised relay address
+    relays: dict[int, RelayAddr]  # IP version (4/6) -> advertised relay address
     expires: float
+    opening: _Opening | None = None
     permissions: dict[str, float] = field(default_factory=dict)  # peer IP -> expiry
     channels: dict[int, _Channel] = field(default_factory=dict)
-    peer_channels: dict[Addr, int] = field(default_factory=dict)
-    cooldown: dict[int, tuple[Addr, float]] = field(default_factory=dict)
-    fast_keys: list[tuple[Addr, int]] = field(default_factory=list)
-    fast_in_keys: list[tuple[Addr, Addr]] = field(default_factory=list)
-    pending_response: Transmit | None = None
+    peer_channels: dict[PeerAddr, int] = field(default_factory=dict)
+    cooldown: dict[int, tuple[PeerAddr, float]] = field(default_factory=dict)
+    fast_keys: list[tuple[ClientAddr, int]] = field(default_factory=list)
+    fast_in_keys: list[tuple[RelayAddr, PeerAddr]] = field(default_factory=list)
     armed: float | None = None  # earliest deadline this allocation has in the timer heap
-
-
-@dataclass(slots=True)
-class _Auth:
-    username: str
-    key: bytes
-    sha256: bool
 
 
 class _Reply(Exception):
     """Internal: abort request processing with an error response."""
 
-    def __init__(self, code: int, *, signed: bool = True, extra: dict[int, object] | None = None):
+    def __init__(self, code: int, *, extra: dict[int, object] | None = None) -> None:
         super().__init__(code)
         self.code = code
-        self.signed = signed
         self.extra = extra or {}
 
 
@@ -224,7 +205,7 @@ def _ip_version(host: str) -> int | None:
         return None
 
 
-def _canonical(addr: Addr) -> Addr:
+def _canonical(addr: Endpoint) -> Endpoint:
     """The form a socket reports: compressed IPv6, dotted IPv4."""
     return (str(ipaddress.ip_address(addr[0])), addr[1])
 
@@ -260,32 +241,42 @@ class Server:
                     "TURN REST credentials are refused: pass unix_now=time.time() to Server()"
                 )
         self._rng = rng if rng is not None else random.SystemRandom()
+        self._auth = Authenticator(
+            realm=config.realm,
+            nonce_secret=config.nonce_secret,
+            nonce_lifetime=config.nonce_lifetime,
+            static_users=config.static_users,
+            auth_secret=config.auth_secret,
+            max_credential_lifetime=config.max_credential_lifetime,
+        )
         self._peers = PeerFilter(
             own_addresses=[
                 *config.own_addresses,
                 *config.relay_addresses_v4,
                 *config.relay_addresses_v6,
             ],
+            own_ports=[range(config.relay_port_min, config.relay_port_max + 1)],
             allow=config.allow_peers,
         )
         self._relay_ip = {
             4: config.relay_addresses_v4[0] if config.relay_addresses_v4 else None,
             6: config.relay_addresses_v6[0] if config.relay_addresses_v6 else None,
         }
-        self._allocations: dict[Addr, _Allocation] = {}
-        self._by_relay: dict[Addr, _Allocation] = {}
+        self._ports = RelayPorts(config.relay_port_min, config.relay_port_max, self._rng)
+        self._allocations: dict[ClientAddr, _Allocation] = {}
+        self._by_relay: dict[RelayAddr, _Allocation] = {}
+        self._opening: dict[ClientAddr, _Allocation] = {}
+        self._opening_by_relay: dict[RelayAddr, _Allocation] = {}
         self._per_user: dict[str, int] = {}
-        self._ports: set[int] = set()
         self._next_id = 1
         # fast-path indexes, kept in step with channels and permissions
-        self._chan_out: dict[tuple[Addr, int], tuple[Addr, Addr]] = {}
-        self._chan_in: dict[tuple[Addr, Addr], tuple[Addr, bytes]] = {}
-        self._tx_cache: OrderedDict[tuple[Addr, bytes], tuple[float, bytes]] = OrderedDict()
-        self._reservations: OrderedDict[bytes, tuple[float, int]] = OrderedDict()
+        self._chan_out: dict[tuple[ClientAddr, int], tuple[RelayAddr, PeerAddr]] = {}
+        self._chan_in: dict[tuple[RelayAddr, PeerAddr], tuple[ClientAddr, bytes]] = {}
+        self._tx_cache: OrderedDict[tuple[ClientAddr, bytes], tuple[float, bytes]] = OrderedDict()
         self._channel_max = (
             LEGACY_CHANNEL_NUMBER_MAX if config.rfc5766_channel_numbers else CHANNEL_NUMBER_MAX
         )
-        self._timers: list[tuple[float, int, Addr]] = []
+        self._timers: list[tuple[float, int, ClientAddr]] = []
         self._timer_seq = 0
         self._transmits: deque[Transmit] = deque()
         self._commands: deque[Command] = deque()
@@ -293,7 +284,13 @@ class Server:
         self._dropped = 0
 
     # -- input ---------------------------------------------------------------
-    def handle_client_datagram(self, data: bytes, source: Addr, now: float) -> None:
+    def listening_on(self, endpoints: Iterable[Endpoint]) -> None:
+        """The listen sockets are bound on ``endpoints`` (ports resolved): they are the
+        relay's own and never a peer, on any local address when one is a wildcard."""
+        for host, port in endpoints:
+            self._peers.add_listen_endpoint(host, port)
+
+    def handle_client_datagram(self, data: bytes, source: ClientAddr, now: float) -> None:
         """A datagram from a client on the listen socket: a STUN message or ChannelData."""
         if len(data) >= 1 and data[0] & 0xC0 == 0x40:
             routed = self.channel_to_peer(data, source)
@@ -302,6 +299,9 @@ class Server:
             else:
                 relay, peer, payload = routed
                 self._transmits.append(Transmit(relay, peer, bytes(payload)))
+            return
+        if self._peers.is_own_endpoint(source[0], source[1]):
+            self._dropped += 1  # one of our own sockets: never serve ourselves
             return
         try:
             message = stun.decode(data)
@@ -319,7 +319,9 @@ class Server:
         else:
             self._dropped += 1
 
-    def handle_peer_datagram(self, relay: Addr, data: bytes, peer: Addr, now: float) -> None:
+    def handle_peer_datagram(
+        self, relay: RelayAddr, data: bytes, peer: PeerAddr, now: float
+    ) -> None:
         """A datagram that arrived on the relay socket ``relay`` from ``peer``.
 
         Queues a ChannelData (channel bound) or a Data indication (permission
@@ -334,7 +336,12 @@ class Server:
             self._dropped += 1
             return
         expiry = allocation.permissions.get(peer[0])
-        if expiry is None or expiry <= now or len(data) > 0xFFFF - 64:
+        if (
+            expiry is None
+            or expiry <= now
+            or len(data) > 0xFFFF - 64
+            or self._peers.is_own_endpoint(peer[0], peer[1])
+        ):
             self._dropped += 1
             return
         indication = Message(
@@ -347,7 +354,7 @@ class Server:
 
     def handle_timeout(self, now: float) -> None:
         """Expire allocations, permissions, channels and cached responses due by ``now``."""
-        due: set[Addr] = set()
+        due: set[ClientAddr] = set()
         while self._timers and self._timers[0][0] <= now:
             due.add(heapq.heappop(self._timers)[2])
         for client in due:
@@ -362,44 +369,60 @@ class Server:
             if expires > now:
                 break
             del self._tx_cache[key]
-        while self._reservations:
-            token, (expires, port) = next(iter(self._reservations.items()))
-            if expires > now:
-                break
-            del self._reservations[token]
-            self._ports.discard(port)
+        self._ports.expire(now)
 
-    def relay_bind_failed(self, relay: Addr, now: float) -> None:
-        """The shell could not bind ``relay``: delete its allocation, answer 508 instead."""
-        del now  # nothing here depends on the time; kept for the uniform handle_* shape
-        allocation = self._by_relay.get(relay)
-        if allocation is None:
+    def handle_relay_bound(self, relay: RelayAddr, now: float) -> None:
+        """The shell bound the socket an :class:`OpenRelaySocket` ordered."""
+        allocation = self._opening_by_relay.pop(relay, None)
+        if allocation is None or allocation.opening is None:
+            # Nothing waits for it (a bug in the shell): do not leak the socket.
+            self._commands.append(CloseRelaySocket(relay, AllocationId(0)))
             return
-        pending = allocation.pending_response
-        unopened = {
-            c.relay
-            for c in self._commands
-            if isinstance(c, RelayOpened) and c.allocation == allocation.id
-        }
+        opening = allocation.opening
+        opening.waiting.discard(relay)
+        if not opening.waiting:
+            self._finish_allocate(allocation, now)
+
+    def handle_relay_bind_failed(self, relay: RelayAddr, now: float) -> None:
+        """The shell could not bind ``relay``: try another port, or answer 508 when
+        every port of the range has been tried."""
+        allocation = self._opening_by_relay.pop(relay, None)
+        if allocation is None or allocation.opening is None:
+            return
+        opening = allocation.opening
+        # Withdraw the orders for sibling sockets not carried out yet, close those bound.
         self._commands = deque(
             c
             for c in self._commands
-            if not (isinstance(c, RelayOpened) and c.allocation == allocation.id)
+            if not (isinstance(c, OpenRelaySocket) and c.allocation == allocation.id)
         )
-        self._delete(allocation, skip_close={relay, *unopened})
-        if pending is None:
+        for sibling in allocation.relays.values():
+            if sibling == relay:
+                continue
+            self._opening_by_relay.pop(sibling, None)
+            if sibling not in opening.waiting:
+                self._commands.append(CloseRelaySocket(sibling, allocation.id))
+        opening.waiting.clear()
+        self._release_port(allocation.port, opening.reserve_next)
+        opening.tried.add(allocation.port)
+        port = None
+        if not opening.claimed:
+            port = self._ports.pick(
+                even=opening.request.attributes.get(Attr.EVEN_PORT) is not None,
+                pair=opening.reserve_next,
+                exclude=opening.tried,
+            )
+        if port is None:
+            self._abandon_opening(allocation)
+            error = Message(
+                Method.ALLOCATE,
+                MessageClass.ERROR,
+                opening.request.transaction_id,
+                {Attr.ERROR_CODE: stun.ErrorCode(508, REASONS[508])},
+            )
+            self._respond(allocation.client, opening.request, error, allocation.auth, 508, now)
             return
-        for index, queued in enumerate(self._transmits):
-            if queued is pending:
-                tid = pending.data[8:20]
-                self._responses[200] = self._responses.get(200, 1) - 1
-                self._tx_cache.pop((allocation.client, tid), None)
-                error = self._error_bytes(
-                    Method.ALLOCATE, tid, 508, allocation.key, allocation.sha256, {}
-                )
-                self._responses[508] = self._responses.get(508, 0) + 1
-                self._transmits[index] = Transmit(None, allocation.client, error)
-                break
+        self._open_relays(allocation, port)
 
     # -- output --------------------------------------------------------------
     def poll_transmit(self) -> Transmit | None:
@@ -407,22 +430,24 @@ class Server:
         return self._transmits.popleft() if self._transmits else None
 
     def poll_command(self) -> Command | None:
-        """Next socket order (:class:`RelayOpened` / :class:`RelayClosed`), or ``None``."""
+        """Next socket order (:class:`OpenRelaySocket` / :class:`CloseRelaySocket`)."""
         return self._commands.popleft() if self._commands else None
 
     def poll_timeout(self) -> float | None:
         """When :meth:`handle_timeout` should next be called, or ``None`` (nothing pending)."""
         deadline = self._timers[0][0] if self._timers else None
-        for table in (self._tx_cache, self._reservations):
-            if table:
-                expires = next(iter(table.values()))[0]
+        for expires in (
+            next(iter(self._tx_cache.values()))[0] if self._tx_cache else None,
+            self._ports.next_expiry(),
+        ):
+            if expires is not None:
                 deadline = expires if deadline is None else min(deadline, expires)
         return deadline
 
     # -- fast paths (no allocation of message objects, no logging) -----------
     def channel_to_peer(
-        self, data: bytes | memoryview, source: Addr
-    ) -> tuple[Addr, Addr, memoryview] | None:
+        self, data: bytes | memoryview, source: ClientAddr
+    ) -> tuple[RelayAddr, PeerAddr, memoryview] | None:
         """ChannelData from a client: ``(relay, peer, payload)`` to send, or ``None`` to drop.
 
         ``None`` when the channel is not bound for ``source``, the permission is
@@ -440,8 +465,8 @@ class Server:
         return route[0], route[1], view[4:end]
 
     def peer_to_client(
-        self, relay: Addr, data: bytes | memoryview, peer: Addr
-    ) -> tuple[Addr, bytes] | None:
+        self, relay: RelayAddr, data: bytes | memoryview, peer: PeerAddr
+    ) -> tuple[ClientAddr, bytes] | None:
         """A datagram from ``peer`` on ``relay``: ``(client, channeldata_bytes)`` when a
         channel is bound for that peer, else ``None`` (then call
         :meth:`handle_peer_datagram` for the Data-indication path)."""
@@ -466,12 +491,13 @@ class Server:
         return (
             len(self._allocations)
             + len(self._by_relay)
+            + len(self._opening)
+            + len(self._opening_by_relay)
             + len(self._per_user)
             + len(self._ports)
             + len(self._chan_out)
             + len(self._chan_in)
             + len(self._tx_cache)
-            + len(self._reservations)
             + len(self._timers)
             + sum(
                 len(a.permissions) + len(a.channels) + len(a.cooldown)
@@ -484,7 +510,7 @@ class Server:
         return None if self._unix_offset is None else now + self._unix_offset
 
     # -- requests ------------------------------------------------------------
-    def _handle_request(self, message: Message, source: Addr, now: float) -> None:
+    def _handle_request(self, message: Message, source: ClientAddr, now: float) -> None:
         method = message.method
         tid = message.transaction_id
         if method == Method.BINDING:
@@ -507,10 +533,13 @@ class Server:
         if cached is not None:
             self._transmits.append(Transmit(None, source, cached[1]))
             return
-        try:
-            auth = self._authenticate(message, source, now)
-        except _Reply as reply:
-            self._send_error(source, method, tid, reply.code, None, extra=reply.extra)
+        if source in self._opening:
+            self._dropped += 1  # its Allocate is answered once the relay sockets are bound
+            return
+        auth = self._auth.authenticate(message, source, now, self.unix_time(now))
+        if isinstance(auth, Refused):
+            extra = self._auth.challenge(source, now) if auth.challenge else None
+            self._send_error(source, method, tid, auth.code, None, extra=extra)
             return
         try:
             if message.unknown_required:
@@ -519,7 +548,7 @@ class Server:
             if allocation is not None and allocation.expires <= now:
                 self._delete(allocation)
                 allocation = None
-            if allocation is not None and allocation.username != auth.username:
+            if allocation is not None and allocation.auth.username != auth.username:
                 raise _Reply(441 if method != Method.ALLOCATE else 437)
             if method == Method.ALLOCATE:
                 self._allocate(message, source, auth, allocation, now)
@@ -532,71 +561,14 @@ class Server:
             else:
                 self._channel_bind(message, source, auth, allocation, now)
         except _Reply as reply:
-            self._send_error(
-                source, method, tid, reply.code, auth if reply.signed else None, extra=reply.extra
-            )
-
-    def _authenticate(self, message: Message, source: Addr, now: float) -> _Auth:
-        """RFC 8489 §9.2.4, in its order. Raises :class:`_Reply` (unsigned)."""
-        challenge: dict[int, object] = {
-            Attr.REALM: self._config.realm,
-            Attr.NONCE: self._make_nonce(source, now),
-        }
-        if message.integrity_at is None and message.integrity_sha256_at is None:
-            raise _Reply(401, signed=False, extra=challenge)
-        username = message.get_str(Attr.USERNAME)
-        nonce = message.get_str(Attr.NONCE)
-        if username is None or nonce is None or message.get_str(Attr.REALM) is None:
-            raise _Reply(400, signed=False)
-        if not self._nonce_valid(nonce, source, now):
-            raise _Reply(438, signed=False, extra=challenge)
-        password = self._password(username, now)
-        if password is None:
-            raise _Reply(401, signed=False, extra=challenge)
-        key = long_term_key(username, self._config.realm, password)
-        if not stun.check_integrity(message, key):
-            raise _Reply(401, signed=False, extra=challenge)
-        return _Auth(username, key, message.integrity_sha256_at is not None)
-
-    def _password(self, username: str, now: float) -> str | None:
-        static = self._config.static_users.get(username)
-        if static is not None:
-            return static
-        secret = self._config.auth_secret
-        if secret is None:
-            return None
-        expiry = rest_api_expiry(username)
-        wall = self.unix_time(now)
-        if expiry is None or wall is None or expiry < wall:
-            return None
-        return rest_api_password(secret, username)
-
-    def _nonce_mac(self, issued: int, source: Addr) -> str:
-        material = f"{issued}|{source[0]}|{source[1]}".encode()
-        return hmac.new(self._config.nonce_secret, material, hashlib.sha256).hexdigest()[:24]
-
-    def _make_nonce(self, source: Addr, now: float) -> str:
-        issued = max(int(now), 0)
-        return f"{issued:x}-{self._nonce_mac(issued, source)}"
-
-    def _nonce_valid(self, nonce: str, source: Addr, now: float) -> bool:
-        issued_hex, sep, mac = nonce.partition("-")
-        if not sep or not 0 < len(issued_hex) <= 16 or len(mac) != 24:
-            return False
-        try:
-            issued = int(issued_hex, 16)
-        except ValueError:
-            return False
-        if not hmac.compare_digest(mac, self._nonce_mac(issued, source)):
-            return False
-        return issued <= now + 1 and now < issued + self._config.nonce_lifetime
+            self._send_error(source, method, tid, reply.code, auth, extra=reply.extra)
 
     # -- Allocate (RFC 8656 §7.2) ------------------------------------------------
     def _allocate(
         self,
         message: Message,
-        source: Addr,
-        auth: _Auth,
+        source: ClientAddr,
+        auth: Authenticated,
         existing: _Allocation | None,
         now: float,
     ) -> None:
@@ -630,90 +602,99 @@ class Server:
                 families.append(6)
         if self._per_user.get(auth.username, 0) >= config.max_allocations_per_user:
             raise _Reply(486)
-        if len(self._allocations) >= config.max_allocations_total:
+        if len(self._allocations) + len(self._opening) >= config.max_allocations_total:
             raise _Reply(508)
-        new_token: bytes | None = None
         if token is not None:
-            reserved = self._reservations.pop(token, None)
-            if reserved is not None and reserved[0] <= now:
-                self._ports.discard(reserved[1])
-                reserved = None
-            if reserved is None:
+            claimed = self._ports.claim(token, now)
+            if claimed is None:
                 raise _Reply(508)  # RFC 8656 §7.2: unknown or expired token
-            port = reserved[1]
+            port = claimed
         else:
-            picked = self._pick_port(even=even_port is not None, pair=even_port is True)
+            picked = self._ports.pick(even=even_port is not None, pair=even_port is True)
             if picked is None:
                 raise _Reply(508)
             port = picked
-            if even_port is True:
-                new_token = self._rng.getrandbits(64).to_bytes(RESERVATION_TOKEN_SIZE, "big")
-                self._reservations[new_token] = (now + RESERVATION_LIFETIME, port + 1)
-                self._ports.add(port + 1)
-        lifetime = self._lifetime(message.get_int(Attr.LIFETIME))
         allocation = _Allocation(
             id=AllocationId(self._next_id),
             client=source,
-            username=auth.username,
-            key=auth.key,
-            sha256=auth.sha256,
+            auth=auth,
             port=port,
             relays={},
-            expires=now + lifetime,
+            expires=now,  # set when the relay sockets are bound
+            opening=_Opening(
+                request=message,
+                lifetime=self._lifetime(message.get_int(Attr.LIFETIME)),
+                families=families,
+                address_error=address_error,
+                reserve_next=even_port is True,
+                claimed=token is not None,
+            ),
         )
         self._next_id += 1
-        for fam in families:
-            relay_ip = self._relay_ip[fam]
-            assert relay_ip is not None
-            relay = (relay_ip, port)
-            allocation.relays[fam] = relay
-            self._by_relay[relay] = allocation
-            self._commands.append(RelayOpened(relay, allocation.id))
-        self._ports.add(port)
-        self._allocations[source] = allocation
+        self._opening[source] = allocation
         self._per_user[auth.username] = self._per_user.get(auth.username, 0) + 1
+        self._open_relays(allocation, port)
+
+    def _open_relays(self, allocation: _Allocation, port: int) -> None:
+        """Take ``port`` and order one relay socket per family of the opening allocation."""
+        opening = allocation.opening
+        assert opening is not None
+        self._ports.take(port)
+        if opening.reserve_next:
+            self._ports.take(port + 1)
+        allocation.port = port
+        allocation.relays = {}
+        for family in opening.families:
+            relay_ip = self._relay_ip[family]
+            assert relay_ip is not None
+            relay = RelayAddr((relay_ip, port))
+            allocation.relays[family] = relay
+            opening.waiting.add(relay)
+            self._opening_by_relay[relay] = allocation
+            self._commands.append(OpenRelaySocket(relay, allocation.id))
+
+    def _release_port(self, port: int, with_next: bool) -> None:
+        self._ports.release(port)
+        if with_next:
+            self._ports.release(port + 1)
+
+    def _abandon_opening(self, allocation: _Allocation) -> None:
+        """Forget an allocation whose relay sockets could not be bound."""
+        del self._opening[allocation.client]
+        for relay in allocation.relays.values():
+            self._opening_by_relay.pop(relay, None)
+        allocation.relays.clear()
+        self._drop_user(allocation.auth.username)
+
+    def _finish_allocate(self, allocation: _Allocation, now: float) -> None:
+        """Every relay socket is bound: the allocation goes live and is answered."""
+        opening = allocation.opening
+        assert opening is not None
+        allocation.opening = None
+        del self._opening[allocation.client]
+        allocation.expires = now + opening.lifetime
+        for relay in allocation.relays.values():
+            self._by_relay[relay] = allocation
+        self._allocations[allocation.client] = allocation
         self._arm(allocation.expires, allocation)
-        response = Message(Method.ALLOCATE, MessageClass.SUCCESS, message.transaction_id)
+        request = opening.request
+        response = Message(Method.ALLOCATE, MessageClass.SUCCESS, request.transaction_id)
         attrs = response.attributes
-        relays = [allocation.relays[f] for f in families]
+        relays = [allocation.relays[f] for f in opening.families]
         attrs[Attr.XOR_RELAYED_ADDRESS] = relays[0]
         response.repeated.extend((Attr.XOR_RELAYED_ADDRESS, r) for r in relays[1:])
-        attrs[Attr.LIFETIME] = lifetime
-        attrs[Attr.XOR_MAPPED_ADDRESS] = _canonical(source)
-        if address_error is not None:
-            attrs[Attr.ADDRESS_ERROR_CODE] = address_error
-        if new_token is not None:
-            attrs[Attr.RESERVATION_TOKEN] = new_token
-        allocation.pending_response = self._send_success(
-            source, message, attrs, auth, response=response, cache=now
+        attrs[Attr.LIFETIME] = opening.lifetime
+        attrs[Attr.XOR_MAPPED_ADDRESS] = _canonical(allocation.client)
+        if opening.address_error is not None:
+            attrs[Attr.ADDRESS_ERROR_CODE] = opening.address_error
+        if opening.reserve_next:
+            token = self._rng.getrandbits(64).to_bytes(RESERVATION_TOKEN_SIZE, "big")
+            self._ports.reserve(token, allocation.port + 1, now + RESERVATION_LIFETIME)
+            attrs[Attr.RESERVATION_TOKEN] = token
+        self._respond(allocation.client, request, response, allocation.auth, 200, now)
+        _log.debug(
+            "allocation created", extra={"allocation": allocation.id, "port": allocation.port}
         )
-        _log.debug("allocation created", extra={"allocation": allocation.id, "port": port})
-
-    def _pick_port(self, *, even: bool, pair: bool = False) -> int | None:
-        """A random free port (even when asked; with ``pair`` also port+1 free)."""
-        low, high = self._config.relay_port_min, self._config.relay_port_max
-        if pair:
-            high -= 1
-        step = 2 if even else 1
-        if even and low % 2:
-            low += 1
-        count = (high - low) // step + 1
-        if count <= 0:
-            return None
-
-        def free(port: int) -> bool:
-            return port not in self._ports and not (pair and port + 1 in self._ports)
-
-        for _ in range(16):
-            port = low + step * self._rng.randrange(count)
-            if free(port):
-                return port
-        start = self._rng.randrange(count)
-        for offset in range(count):
-            port = low + step * ((start + offset) % count)
-            if free(port):
-                return port
-        return None
 
     def _lifetime(self, requested: int | None) -> int:
         """RFC 8656 §7.3 "desired lifetime" for a non-zero request."""
@@ -724,7 +705,12 @@ class Server:
 
     # -- Refresh (RFC 8656 §7.3) -------------------------------------------------
     def _refresh(
-        self, message: Message, source: Addr, auth: _Auth, allocation: _Allocation, now: float
+        self,
+        message: Message,
+        source: ClientAddr,
+        auth: Authenticated,
+        allocation: _Allocation,
+        now: float,
     ) -> None:
         requested_family = message.get_int(Attr.REQUESTED_ADDRESS_FAMILY)
         family: int | None = None
@@ -739,7 +725,7 @@ class Server:
             if family is not None and len(allocation.relays) > 1:
                 relay = allocation.relays.pop(family)
                 del self._by_relay[relay]
-                self._commands.append(RelayClosed(relay, allocation.id))
+                self._commands.append(CloseRelaySocket(relay, allocation.id))
                 self._reindex(allocation)
             else:
                 self._delete(allocation)
@@ -751,16 +737,21 @@ class Server:
         self._send_success(source, message, {Attr.LIFETIME: lifetime}, auth, cache=now)
 
     # -- CreatePermission (RFC 8656 §9) ------------------------------------------
-    def _checked_peer(self, peer: Addr, allocation: _Allocation) -> Addr:
+    def _checked_peer(self, peer: Endpoint, allocation: _Allocation) -> PeerAddr:
         version = _ip_version(peer[0])
         if version is None or version not in allocation.relays:
             raise _Reply(443)
-        if not self._peers.is_allowed(peer[0]):
+        if not self._peers.permits(peer[0], peer[1]):
             raise _Reply(403)
-        return _canonical(peer)
+        return PeerAddr(_canonical(peer))
 
     def _create_permission(
-        self, message: Message, source: Addr, auth: _Auth, allocation: _Allocation, now: float
+        self,
+        message: Message,
+        source: ClientAddr,
+        auth: Authenticated,
+        allocation: _Allocation,
+        now: float,
     ) -> None:
         peers = message.get_all_addresses(Attr.XOR_PEER_ADDRESS)
         if not peers:
@@ -778,7 +769,12 @@ class Server:
 
     # -- ChannelBind (RFC 8656 §11) ----------------------------------------------
     def _channel_bind(
-        self, message: Message, source: Addr, auth: _Auth, allocation: _Allocation, now: float
+        self,
+        message: Message,
+        source: ClientAddr,
+        auth: Authenticated,
+        allocation: _Allocation,
+        now: float,
     ) -> None:
         number = message.get_int(Attr.CHANNEL_NUMBER)
         raw_peer = message.get_address(Attr.XOR_PEER_ADDRESS)
@@ -821,17 +817,20 @@ class Server:
         self._send_success(source, message, {}, auth, cache=now)
 
     # -- Send indication (RFC 8656 §10.2) -----------------------------------------
-    def _handle_send(self, message: Message, source: Addr) -> None:
+    def _handle_send(self, message: Message, source: ClientAddr) -> None:
         allocation = self._allocations.get(source)
-        peer = message.get_address(Attr.XOR_PEER_ADDRESS)
+        raw_peer = message.get_address(Attr.XOR_PEER_ADDRESS)
         data = message.get_bytes(Attr.DATA)
-        if allocation is None or peer is None or data is None or message.unknown_required:
+        if allocation is None or raw_peer is None or data is None or message.unknown_required:
             self._dropped += 1
             return
-        version = _ip_version(peer[0])
+        version = _ip_version(raw_peer[0])
         relay = allocation.relays.get(version) if version is not None else None
-        peer = _canonical(peer) if relay is not None else peer
-        if relay is None or peer[0] not in allocation.permissions:
+        if relay is None:
+            self._dropped += 1
+            return
+        peer = _canonical(raw_peer)
+        if peer[0] not in allocation.permissions or self._peers.is_own_endpoint(*peer):
             self._dropped += 1
             return
         self._transmits.append(Transmit(relay, peer, data))
@@ -904,9 +903,7 @@ class Server:
             allocation.fast_keys.append(out_key)
             allocation.fast_in_keys.append(in_key)
 
-    def _delete(
-        self, allocation: _Allocation, *, skip_close: frozenset[Addr] | set[Addr] = frozenset()
-    ) -> None:
+    def _delete(self, allocation: _Allocation) -> None:
         if self._allocations.get(allocation.client) is not allocation:
             return
         del self._allocations[allocation.client]
@@ -917,92 +914,82 @@ class Server:
         self._reindex(allocation)
         for relay in allocation.relays.values():
             self._by_relay.pop(relay, None)
-            if relay not in skip_close:
-                self._commands.append(RelayClosed(relay, allocation.id))
+            self._commands.append(CloseRelaySocket(relay, allocation.id))
         allocation.relays.clear()
-        self._ports.discard(allocation.port)
-        left = self._per_user.get(allocation.username, 1) - 1
-        if left > 0:
-            self._per_user[allocation.username] = left
-        else:
-            self._per_user.pop(allocation.username, None)
+        self._ports.release(allocation.port)
+        self._drop_user(allocation.auth.username)
         _log.debug("allocation deleted", extra={"allocation": allocation.id})
 
-    # -- responses -----------------------------------------------------------
-    def _sign(self, message: Message, auth: _Auth | None) -> bytes:
-        # SOFTWARE only in authenticated answers: unauthenticated ones stay small, so a
-        # spoofed source gains little reflection amplification.
-        if auth is not None and self._config.software:
-            message.attributes[Attr.SOFTWARE] = self._config.software
+    def _drop_user(self, username: str) -> None:
+        left = self._per_user.get(username, 1) - 1
+        if left > 0:
+            self._per_user[username] = left
+        else:
+            self._per_user.pop(username, None)
+
+    # -- responses: every answer is encoded by _encode -----------------------
+    def _encode(self, response: Message, auth: Authenticated | None) -> bytes:
+        """Sign (when the request was authenticated) and fingerprint a response.
+
+        SOFTWARE only in authenticated answers: unauthenticated ones stay small, so a
+        spoofed source gains little reflection amplification.
+        """
         if auth is None:
-            return stun.encode(message, fingerprint=True)
-        return stun.encode(message, key=auth.key, sha256=auth.sha256, fingerprint=True)
+            return stun.encode(response, fingerprint=True)
+        if self._config.software:
+            response.attributes[Attr.SOFTWARE] = self._config.software
+        return stun.encode(response, key=auth.key, sha256=auth.sha256, fingerprint=True)
+
+    def _respond(
+        self,
+        destination: ClientAddr,
+        request: Message,
+        response: Message,
+        auth: Authenticated | None,
+        code: int,
+        cache: float | None,
+    ) -> None:
+        data = self._encode(response, auth)
+        if cache is not None:
+            self._remember(destination, request.transaction_id, data, cache)
+        self._responses[code] = self._responses.get(code, 0) + 1
+        self._transmits.append(Transmit(None, destination, data))
 
     def _send_success(
         self,
-        destination: Addr,
+        destination: ClientAddr,
         request: Message,
         attributes: dict[int, object],
-        auth: _Auth | None,
+        auth: Authenticated | None,
         *,
-        response: Message | None = None,
         cache: float | None = None,
-    ) -> Transmit:
-        if response is None:
-            response = Message(
-                request.method, MessageClass.SUCCESS, request.transaction_id, dict(attributes)
-            )
-        data = self._sign(response, auth)
-        if cache is not None:
-            self._remember(destination, request.transaction_id, data, cache)
-        self._responses[200] = self._responses.get(200, 0) + 1
-        transmit = Transmit(None, destination, data)
-        self._transmits.append(transmit)
-        return transmit
+    ) -> None:
+        response = Message(
+            request.method, MessageClass.SUCCESS, request.transaction_id, dict(attributes)
+        )
+        self._respond(destination, request, response, auth, 200, cache)
 
-    def _error_bytes(
+    def _send_error(
         self,
+        destination: ClientAddr,
         method: int,
         tid: bytes,
         code: int,
-        key: bytes | None,
-        sha256: bool,
-        extra: dict[int, object],
-    ) -> bytes:
+        auth: Authenticated | None,
+        *,
+        extra: dict[int, object] | None = None,
+    ) -> None:
         response = Message(
             method,
             MessageClass.ERROR,
             tid,
-            {Attr.ERROR_CODE: stun.ErrorCode(code, REASONS.get(code, "Error")), **extra},
+            {Attr.ERROR_CODE: stun.ErrorCode(code, REASONS.get(code, "Error")), **(extra or {})},
         )
-        if key is not None and self._config.software:
-            response.attributes[Attr.SOFTWARE] = self._config.software
-        if key is None:
-            return stun.encode(response, fingerprint=True)
-        return stun.encode(response, key=key, sha256=sha256, fingerprint=True)
-
-    def _send_error(
-        self,
-        destination: Addr,
-        method: int,
-        tid: bytes,
-        code: int,
-        auth: _Auth | None,
-        *,
-        extra: dict[int, object] | None = None,
-    ) -> None:
-        data = self._error_bytes(
-            method,
-            tid,
-            code,
-            auth.key if auth else None,
-            auth.sha256 if auth else False,
-            extra or {},
-        )
+        data = self._encode(response, auth)
         self._responses[code] = self._responses.get(code, 0) + 1
         self._transmits.append(Transmit(None, destination, data))
 
-    def _remember(self, source: Addr, tid: bytes, data: bytes, now: float) -> None:
+    def _remember(self, source: ClientAddr, tid: bytes, data: bytes, now: float) -> None:
         key = (source, tid)
         self._tx_cache.pop(key, None)
         self._tx_cache[key] = (now + self._config.transaction_cache_seconds, data)
