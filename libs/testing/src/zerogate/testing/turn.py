@@ -420,12 +420,14 @@ class Coturn(_Process):
         secret: str,
         realm: str = "zerogate.test",
         relay_ports: int = 200,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.host = host
         self.secret = secret
         self.realm = realm
         self.port = 0
         self.relay_ports = free_port_range(relay_ports, host)
+        self.extra_args = list(extra_args)
 
     def start(self) -> None:
         exe = shutil.which("turnserver")
@@ -454,6 +456,7 @@ class Coturn(_Process):
                     "--no-tcp-relay",
                     "--log-file=stdout",
                     "--simple-log",
+                    *self.extra_args,
                 ]
             )
             assert self.proc is not None

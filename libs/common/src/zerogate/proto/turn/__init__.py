@@ -1,7 +1,10 @@
-"""Sans-IO TURN server core (RFC 8656 over UDP, RFC 8489 long-term credentials).
+"""Sans-IO TURN cores (RFC 8656 over UDP, RFC 8489 long-term credentials).
 
-The asyncio shell (``services/relay``) feeds datagrams and the time in and drains
-commands, datagrams and the next deadline out; see :class:`Server`.
+* :class:`Server`: the relay's server core; the asyncio shell
+  (``services/relay``) feeds datagrams and the time in and drains commands,
+  datagrams and the next deadline out.
+* :class:`Allocation`: the agents' client core, one allocation on one TURN
+  server, sharing the agent's one UDP socket with ICE and WireGuard.
 """
 
 from zerogate.proto.net import normalise_ip
@@ -12,6 +15,18 @@ from zerogate.proto.turn.channeldata import (
     decode_channel_data,
     encode_channel_data,
     is_channel_data,
+)
+from zerogate.proto.turn.client import (
+    Allocated,
+    Allocation,
+    AllocationClosed,
+    AllocationEvent,
+    AllocationFailed,
+    AllocationLost,
+    AllocationState,
+    ChannelBound,
+    PeerRefused,
+    ServerReflexive,
 )
 from zerogate.proto.turn.config import ServerConfig
 from zerogate.proto.turn.credentials import (
@@ -39,19 +54,29 @@ __all__ = [
     "CHANNEL_NUMBER_MAX",
     "CHANNEL_NUMBER_MIN",
     "MAX_CREDENTIAL_LIFETIME",
+    "Allocated",
+    "Allocation",
+    "AllocationClosed",
+    "AllocationEvent",
+    "AllocationFailed",
     "AllocationId",
+    "AllocationLost",
+    "AllocationState",
     "Authenticated",
     "Authenticator",
+    "ChannelBound",
     "CloseRelaySocket",
     "Command",
     "LocalProtocolError",
     "Nonces",
     "OpenRelaySocket",
     "PeerFilter",
+    "PeerRefused",
     "Refused",
     "RemoteProtocolError",
     "Server",
     "ServerConfig",
+    "ServerReflexive",
     "Stats",
     "Transmit",
     "TurnError",
