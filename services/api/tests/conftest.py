@@ -41,14 +41,33 @@ async def api_bus(nats_url: str) -> AsyncIterator[Bus]:
         await bus.close()
 
 
+#: The session's app shares the source IP 127.0.0.1 across every test, so its
+#: limits are out of reach; tests of the limits build apps with small ones.
+GENEROUS_LIMITS: dict[str, Any] = {
+    "rate_limit_account_per_s": 1e6,
+    "rate_limit_account_burst": 1_000_000,
+    "rate_limit_ip_per_s": 1e6,
+    "rate_limit_ip_burst": 1_000_000,
+}
+#: ZG_SECRET_KEY of the tests (32 bytes, URL-safe base64).
+TEST_SECRET_KEY = "dGVzdC1rZXktb2YtdGhlLXRlc3RzLTMyLWJ5dGVzISE"
+
+
 @pytest.fixture(scope="session")
 def api_settings(database_url: str, nats_url: str) -> ApiSettings:
-    return ApiSettings(database_url=SecretStr(database_url), nats_url=nats_url)
+    return ApiSettings(
+        database_url=SecretStr(database_url),
+        nats_url=nats_url,
+        secret_key=SecretStr(TEST_SECRET_KEY),
+        **GENEROUS_LIMITS,
+    )
 
 
 @pytest.fixture(scope="session")
-def app(api_settings: ApiSettings, api_pool: Any, api_bus: Bus) -> Any:
-    return create_app(api_settings, pool=api_pool, bus=api_bus, bus_handlers=False)
+async def app(api_settings: ApiSettings, api_pool: Any, api_bus: Bus) -> AsyncIterator[Any]:
+    app = create_app(api_settings, pool=api_pool, bus=api_bus, bus_handlers=False)
+    yield app
+    await app.state.oidc_cache.http.aclose()
 
 
 @dataclass

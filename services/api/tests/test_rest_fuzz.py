@@ -59,7 +59,12 @@ async def test_random_bodies_never_cause_a_server_error(app, h, tenant, api_pool
     )
     client = await h.make_client(api_pool, tenant, actor["id"])
     token = await tenant.create("/v1/tokens", {})
+    provider = await tenant.create(
+        "/v1/auth_providers",
+        {"name": "idp", "issuer": "https://idp.example.com", "client_id": "zerogate"},
+    )
     ids = {
+        "auth_provider_id": provider["id"],
         "actor_id": actor["id"],
         "group_id": group["id"],
         "site_id": site["id"],

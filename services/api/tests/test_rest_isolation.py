@@ -19,6 +19,19 @@ import pytest
 #: Routes that carry no account data: health, and the relay registry's answer
 #: (the same for every account; admin-only through the usual 401/403).
 PUBLIC_ROUTES = {("GET", "/healthz"), ("GET", "/v1/relays/nearest")}
+#: Sign-in legs that name no account object: the callback finds its sign-in by
+#: state, the token exchange by one-time code, sign-out revokes the bearer itself
+#: (their refusals are tested in test_sign_in.py).
+SIGN_IN_ROUTES = {
+    ("GET", "/v1/sign_in/callback"),
+    ("POST", "/v1/sign_in/token"),
+    ("DELETE", "/v1/sign_in/token"),
+}
+#: A loopback redirect and an S256 challenge, so sign-in start reaches the lookup.
+SIGN_IN_PARAMS = {
+    "redirect_uri": "http://127.0.0.1:53682/callback",
+    "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+}
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,23 @@ CASES = [
     Case("POST", "/v1/tokens", lambda a: {"actor_id": a["api_client_id"]}),
     Case("GET", "/v1/tokens/{token_id}"),
     Case("DELETE", "/v1/tokens/{token_id}"),
+    Case("GET", "/v1/auth_providers", expect="list"),
+    Case(
+        "POST",
+        "/v1/auth_providers",
+        lambda a: {"name": a["auth_provider_name"], "issuer": "https://b.test", "client_id": "b"},
+        expect="list",
+    ),
+    Case("GET", "/v1/auth_providers/{auth_provider_id}"),
+    Case("PATCH", "/v1/auth_providers/{auth_provider_id}", lambda a: {"name": "pwned"}),
+    Case("DELETE", "/v1/auth_providers/{auth_provider_id}"),
+    # B's account slug with A's provider: no such provider in B's account.
+    Case(
+        "GET",
+        "/v1/sign_in/{account_slug}",
+        params=lambda a: {**SIGN_IN_PARAMS, "provider": a["auth_provider_id"]},
+    ),
+    Case("GET", "/v1/audit_log", expect="list", params=lambda a: {"actor_id": a["actor_id"]}),
 ]
 # Extra body-reference cases on routes already listed (a second id in the body).
 EXTRA_CASES = [
@@ -115,7 +145,7 @@ def test_every_route_has_an_isolation_case(app):
     spec = app.openapi()
     routes = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
     covered = {(c.method, c.path) for c in CASES}
-    assert routes - PUBLIC_ROUTES == covered
+    assert routes - PUBLIC_ROUTES - SIGN_IN_ROUTES == covered
 
 
 @pytest.fixture
@@ -136,6 +166,11 @@ async def world(h, make_tenant, api_pool) -> tuple[Any, Any, dict[str, str]]:
     client = await h.make_client(api_pool, a, actor["id"])
     await a.create(f"/v1/actors/{actor['id']}/client_tokens", {})
     api_token = await a.create("/v1/tokens", {"name": "a's"})
+    provider = await a.create(
+        "/v1/auth_providers",
+        {"name": "a-idp", "issuer": "https://idp.a.test", "client_id": "a", "client_secret": "s"},
+    )
+    b_slug = (await b.http.get("/v1/account")).json()["slug"]
     ids = {
         "account_id": str(a.account_id),
         "actor_id": actor["id"],
@@ -150,6 +185,9 @@ async def world(h, make_tenant, api_pool) -> tuple[Any, Any, dict[str, str]]:
         "policy_id": policy["id"],
         "client_id": str(client.id),
         "api_token_id": api_token["id"],
+        "auth_provider_id": provider["id"],
+        "auth_provider_name": provider["name"],
+        "b_slug": b_slug,
     }
     return a, b, ids
 
@@ -164,6 +202,8 @@ def _fill(path: str, ids: dict[str, str]) -> str:
         policy_id=ids["policy_id"],
         client_id=ids["client_id"],
         token_id=token_id,
+        auth_provider_id=ids["auth_provider_id"],
+        account_slug=ids["b_slug"],
     )
 
 
@@ -198,6 +238,7 @@ async def test_account_b_gets_404_for_account_a_objects_everywhere(h, world):
         f"/v1/policies/{ids['policy_id']}",
         f"/v1/clients/{ids['client_id']}",
         f"/v1/tokens/{ids['api_token_id']}",
+        f"/v1/auth_providers/{ids['auth_provider_id']}",
     ):
         response = await a.http.get(path)
         assert response.status_code == 200, path

@@ -120,9 +120,15 @@ async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 1
 
 @asynccontextmanager
 async def transaction(pool: Pool) -> AsyncIterator[Connection]:
-    """One connection from the pool inside one transaction (commit on success)."""
+    """One connection from the pool inside one transaction (commit on success).
+
+    Before it commits, the REST request's pre-commit hook runs in it
+    (:func:`zerogate.api.requestctx.before_commit`: the audit row)."""
+    from zerogate.api.requestctx import before_commit
+
     async with pool.acquire() as conn, conn.transaction():
         yield conn
+        await before_commit(conn)
 
 
 R = TypeVar("R")

@@ -8,7 +8,11 @@
     ├── Forbidden      403: valid token, but this actor may not use the endpoint
     ├── Conflict       409: the change clashes with existing state
     ├── Invalid        422: the request is well-formed JSON but semantically wrong
-    └── Unavailable    503: a dependency (the bus, the relay registry) does not answer
+    ├── BadRequest     400: a protocol step is wrong (sign-in state, code, verifier)
+    ├── RateLimited    429: a rate limit is exhausted; ``retry_after`` seconds
+    ├── ProviderFailed 502: an identity provider answered, but not as it should
+    └── Unavailable    503: a dependency (the bus, the relay registry, an identity
+                       provider) does not answer
 
 Services raise these; :mod:`zerogate.api.problems` renders every one of them
 (and every other error) as RFC 9457 ``application/problem+json``. The bus
@@ -40,16 +44,41 @@ class Invalid(ZerogateError):
         self.loc = loc
 
 
+class BadRequest(ZerogateError):
+    """400: the request breaks a protocol step (its ``code`` names which)."""
+
+    default_code = "bad_request"
+
+
+class RateLimited(ZerogateError):
+    """429 with ``Retry-After: retry_after`` (whole seconds, at least 1)."""
+
+    default_code = "rate_limited"
+
+    def __init__(self, detail: str = "", *, retry_after: int) -> None:
+        super().__init__(detail or "too many requests")
+        self.retry_after = max(1, retry_after)
+
+
+class ProviderFailed(ZerogateError):
+    """502: an identity provider answered with an error or with garbage."""
+
+    default_code = "provider_error"
+
+
 def not_found(kind: str) -> NotFound:
     return NotFound(f"{kind} not found")
 
 
 __all__ = [
+    "BadRequest",
     "Conflict",
     "Forbidden",
     "Invalid",
     "Loc",
     "NotFound",
+    "ProviderFailed",
+    "RateLimited",
     "Unauthorized",
     "Unavailable",
     "ZerogateError",

@@ -59,8 +59,11 @@ class UnitOfWork:
 
 @asynccontextmanager
 async def unit_of_work(pool: Pool, publisher: Publisher | None) -> AsyncIterator[UnitOfWork]:
+    from zerogate.api.requestctx import before_commit
+
     async with pool.acquire() as conn:
         uow = UnitOfWork(conn)
         async with conn.transaction():
             yield uow
+            await before_commit(conn)
     await publish_all(publisher, uow.events)

@@ -2,8 +2,11 @@
 
 One set of exception handlers renders them all, so routers never catch:
 
-* our :mod:`zerogate.api.errors` tree → 401/403/404/409/422/503, and an
-  error answer from another service over the bus → 502;
+* our :mod:`zerogate.api.errors` tree → 400/401/403/404/409/422/429/502/503
+  (429 with ``Retry-After``), and an error answer from another service over the
+  bus → 502; the ``type`` is ``https://zerogate.dev/problems/<code>``;
+* a body over ``ZG_MAX_BODY_BYTES`` → 413 (``payload_too_large``, rendered by
+  :mod:`zerogate.api.middleware` with :func:`problem`, before routing);
 * request validation (bad JSON, wrong types, unknown cursor) → 422; every 422
   carries ``errors`` (``[{"type", "loc", "msg"}]``, pydantic's shape: ``loc`` names
   where, e.g. ``["body", "name"]`` or ``["query", "ip"]``) and a ``detail`` that
@@ -28,10 +31,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zerogate.api.errors import (
+    BadRequest,
     Conflict,
     Forbidden,
     Invalid,
     NotFound,
+    ProviderFailed,
+    RateLimited,
     Unauthorized,
     Unavailable,
     ZerogateError,
@@ -62,6 +68,9 @@ _STATUS_BY_ERROR: Final[tuple[tuple[type[ZerogateError], int], ...]] = (
     (Forbidden, 403),
     (Conflict, 409),
     (Invalid, 422),
+    (BadRequest, 400),
+    (RateLimited, 429),
+    (ProviderFailed, 502),  # an identity provider answered with an error or garbage
     (Unavailable, 503),  # a dependency (the bus, a registry) is down or silent
     (RemoteError, 502),  # another service answered with an error
 )
@@ -98,6 +107,8 @@ async def _zerogate_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ZerogateError)
     status = _status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
     if status == 500:
         log.error("unmapped error", extra={"code": exc.code})
         return problem(500, "internal error", instance=request.url.path)

@@ -50,3 +50,10 @@ async def get_account(conn: Connection, account_id: uuid.UUID) -> AccountRow | N
 
 async def slug_taken(conn: Connection, slug: str) -> bool:
     return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM accounts WHERE slug = $1)", slug))
+
+
+async def get_by_slug(conn: Connection, slug: str) -> AccountRow | None:
+    return row_or_none(
+        AccountRow,
+        await conn.fetchrow(f"SELECT {_COLUMNS} FROM accounts WHERE slug = $1", slug),
+    )

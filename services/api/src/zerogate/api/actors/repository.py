@@ -132,3 +132,16 @@ async def existing_actor_ids(
         actor_ids,
     )
     return {r["id"] for r in records}
+
+
+async def get_by_email(conn: Connection, account_id: uuid.UUID, email: str) -> ActorRow | None:
+    """The actor of this account with this email, compared case-insensitively
+    (the unique index ``actors_account_email`` is on ``lower(email)``)."""
+    return row_or_none(
+        ActorRow,
+        await conn.fetchrow(
+            f"SELECT {COLUMNS} FROM actors WHERE account_id = $1 AND lower(email) = lower($2)",
+            account_id,
+            email,
+        ),
+    )

@@ -78,7 +78,7 @@ class VerifiedToken:
 
 _COLUMNS: Final = (
     "t.id, t.account_id, t.type, t.actor_id, t.site_id, t.name, t.expires_at, "
-    "t.revoked_at, t.created_by, t.created_at"
+    "t.revoked_at, t.created_by, t.created_at, t.auth_provider_id"
 )
 
 
@@ -96,6 +96,8 @@ class TokenRow:
     revoked_at: datetime | None
     created_by: uuid.UUID | None
     created_at: datetime
+    #: The identity provider a sign-in session came through (None otherwise).
+    auth_provider_id: uuid.UUID | None = None
 
 
 async def create_token(
@@ -108,6 +110,7 @@ async def create_token(
     name: str | None = None,
     expires_at: datetime | None = None,
     created_by: uuid.UUID | None = None,
+    auth_provider_id: uuid.UUID | None = None,
 ) -> tuple[TokenRow, str]:
     """Insert a token; returns its row and the plaintext, which exists only here."""
     if type != "gateway" and expires_at is None:
@@ -117,8 +120,8 @@ async def create_token(
     salt = secrets.token_bytes(SALT_BYTES)
     record = await conn.fetchrow(
         f"""INSERT INTO tokens AS t (id, account_id, type, actor_id, site_id, name,
-                secret_salt, secret_hash, expires_at, created_by)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                secret_salt, secret_hash, expires_at, created_by, auth_provider_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
             RETURNING {_COLUMNS}""",
         token_id,
         account_id,
@@ -130,6 +133,7 @@ async def create_token(
         hash_secret(salt, token_id, secret),
         expires_at,
         created_by,
+        auth_provider_id,
     )
     return row(TokenRow, record), f"{token_id}.{secret}"
 
@@ -272,5 +276,33 @@ async def revoke_actor_tokens(
                 RETURNING {_COLUMNS}""",
             account_id,
             actor_id,
+        ),
+    )
+
+
+async def revoke_provider_tokens(
+    conn: Connection, account_id: uuid.UUID, auth_provider_id: uuid.UUID
+) -> list[TokenRow]:
+    """Revoke every token signed in through a provider; returns the rows revoked now."""
+    return rows(
+        TokenRow,
+        await conn.fetch(
+            f"""UPDATE tokens t SET revoked_at = now()
+                WHERE t.account_id = $1 AND t.auth_provider_id = $2 AND t.revoked_at IS NULL
+                RETURNING {_COLUMNS}""",
+            account_id,
+            auth_provider_id,
+        ),
+    )
+
+
+async def revoke_by_id(conn: Connection, token_id: uuid.UUID) -> TokenRow | None:
+    """Revoke one token found by id alone (its account is read from the row)."""
+    return row_or_none(
+        TokenRow,
+        await conn.fetchrow(
+            f"""UPDATE tokens t SET revoked_at = now()
+                WHERE t.id = $1 AND t.revoked_at IS NULL RETURNING {_COLUMNS}""",
+            token_id,
         ),
     )

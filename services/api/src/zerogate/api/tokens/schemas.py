@@ -32,6 +32,9 @@ class TokenPublic(BaseModel):
     expires_at: datetime | None
     created_by: uuid.UUID | None
     created_at: datetime
+    auth_provider_id: uuid.UUID | None = Field(
+        default=None, description="Set on sessions signed in through an identity provider."
+    )
 
 
 class TokenCreated(TokenPublic):

@@ -1,0 +1,1 @@
+"""The audit log: every change made through the REST API."""

@@ -1,0 +1,1 @@
+"""An account's OpenID Connect identity providers."""

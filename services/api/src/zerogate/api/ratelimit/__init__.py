@@ -1,0 +1,1 @@
+"""Rate limits shared by every api replica (token buckets in Postgres)."""
