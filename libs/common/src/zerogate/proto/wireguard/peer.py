@@ -653,9 +653,7 @@ class Session:
     # --- timer events (whitepaper §6, wireguard-go timers.go) -----------------------
 
     def _arm(self, deadline: float) -> float:
-        wakeup = self._wakeup
-        if deadline < wakeup.at:
-            wakeup.at = deadline
+        self._wakeup.lower(deadline)
         return deadline
 
     def data_sent(self, now: float) -> None:
