@@ -16,21 +16,30 @@ Prints figures, asserts nothing. Every load is bounded by its message count
 and a timeout; every process is stopped by its PID.
 
     python bench/bench_relay.py [--quick] [--profile] [--indications]
+    python bench/bench_relay.py --core
 
 ``--profile`` runs our relay under cProfile and prints the top functions.
+``--core`` only times the TURN core's per-packet fast paths in process
+(``channel_to_peer``, ``peer_to_client``; nanoseconds per call, best of 5).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import pstats
 import sys
 import tempfile
 import time
+import timeit
 from dataclasses import dataclass
 
+from zerogate.proto import stun
+from zerogate.proto.net import ClientAddr, PeerAddr, RelayAddr
+from zerogate.proto.stun import Attr, MessageClass, Method
+from zerogate.proto.turn import OpenRelaySocket, Server, ServerConfig, long_term_key
 from zerogate.testing.turn import (
     Coturn,
     RelayProcess,
@@ -131,14 +140,76 @@ def _start_ours(python_args: list[str], channels: bool) -> RelayProcess | None:
     return relay
 
 
+def _core_with_a_channel() -> tuple[Server, ClientAddr, RelayAddr, PeerAddr]:
+    """A server core with one allocation and one channel, set up as a client would."""
+    config = ServerConfig(
+        realm=REALM,
+        nonce_secret=os.urandom(32),
+        static_users={"bench": "bench-password"},
+        relay_addresses_v4=["198.51.100.10"],
+    )
+    server = Server(config, now=1000.0, unix_now=time.time())
+    client, peer = ClientAddr(("192.0.2.1", 40000)), PeerAddr(("8.8.8.8", 5000))
+    key = long_term_key("bench", REALM, "bench-password")
+    nonce: str | None = None
+
+    def request(method: int, attributes: dict[int, object]) -> stun.Message:
+        nonlocal nonce
+        for _ in range(2):
+            attrs = dict(attributes)
+            if nonce is not None:
+                attrs.update({Attr.USERNAME: "bench", Attr.REALM: REALM, Attr.NONCE: nonce})
+            message = stun.Message(method, MessageClass.REQUEST, os.urandom(12), attrs)
+            data = stun.encode(message, key=key if nonce else None)
+            server.handle_client_datagram(data, client, 1000.0)
+            while (command := server.poll_command()) is not None:
+                if isinstance(command, OpenRelaySocket):
+                    server.handle_relay_bound(command.relay, 1000.0)
+            answers = []
+            while (transmit := server.poll_transmit()) is not None:
+                answers.append(stun.decode(transmit.data))
+            if answers[-1].message_class == MessageClass.SUCCESS:
+                return answers[-1]
+            nonce = answers[-1].get_str(Attr.NONCE)
+        raise RuntimeError("the core refused the bench client")
+
+    allocated = request(Method.ALLOCATE, {Attr.REQUESTED_TRANSPORT: 17})
+    relay = allocated.get_address(Attr.XOR_RELAYED_ADDRESS)
+    assert relay is not None
+    request(Method.CHANNEL_BIND, {Attr.CHANNEL_NUMBER: 0x4000, Attr.XOR_PEER_ADDRESS: peer})
+    return server, client, RelayAddr(relay), peer
+
+
+def core_timings() -> None:
+    """Nanoseconds per call of the fast paths, for 100- and 1400-byte payloads."""
+    server, client, relay, peer = _core_with_a_channel()
+    number = 200_000
+    print(f"TURN core fast paths, ns per call (best of 5 x {number:,})")
+    for size in (100, 1400):
+        channel_data = memoryview(bytearray(b"\x40\x00" + size.to_bytes(2, "big") + b"x" * size))
+        payload = memoryview(bytearray(b"y" * size))
+        assert server.channel_to_peer(channel_data, client) is not None
+        assert server.peer_to_client(relay, payload, peer) is not None
+        for name, call in (
+            ("channel_to_peer", functools.partial(server.channel_to_peer, channel_data, client)),
+            ("peer_to_client", functools.partial(server.peer_to_client, relay, payload, peer)),
+        ):
+            best = min(timeit.repeat(call, number=number, repeat=5)) / number
+            print(f"  {name:<16} {size:>5} B  {best * 1e9:6.0f} ns")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--core", action="store_true", help="only the core's fast paths")
     parser.add_argument("--quick", action="store_true", help="two short loads only")
     parser.add_argument("--profile", action="store_true", help="cProfile our relay")
     parser.add_argument(
         "--indications", action="store_true", help="Send/Data indications instead of channels"
     )
     args = parser.parse_args()
+    if args.core:
+        core_timings()
+        return 0
     loads = QUICK_LOADS if args.quick else LOADS
     results: list[Result] = []
     profiles: list[str] = []

@@ -84,11 +84,12 @@ import logging
 import random
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from zerogate.proto import stun
 from zerogate.proto.net import ClientAddr, Endpoint, PeerAddr, RelayAddr
 from zerogate.proto.stun import Attr, Message, MessageClass, Method
+from zerogate.proto.turn.allocation import Opening, RelayAllocation
 from zerogate.proto.turn.auth import Authenticated, Authenticator, Refused
 from zerogate.proto.turn.channeldata import (
     CHANNEL_NUMBER_MAX,
@@ -113,7 +114,6 @@ _log = logging.getLogger(__name__)
 TRANSPORT_UDP = 17  # RFC 8656 §18.11: REQUESTED-TRANSPORT protocol number for UDP
 FAMILY_IPV4 = 0x01  # RFC 8656 §18.12
 FAMILY_IPV6 = 0x02
-CHANNEL_REBIND_COOLDOWN = 300  # RFC 8656 §12: 5 minutes before a number/peer is reused
 RESERVATION_TOKEN_SIZE = 8  # RFC 8656 §18.9
 MAX_CACHED_RESPONSES = 65_536  # bound on the retransmission cache
 _PLAUSIBLE_UNIX_TIME = 1e9  # 2001-09-09: a larger `now` is taken to be unix time
@@ -150,45 +150,6 @@ class Stats:
     dropped: int  # datagrams dropped (garbage, no permission, unknown channel ...)
 
 
-@dataclass(slots=True)
-class _Channel:
-    number: int
-    peer: PeerAddr
-    expires: float
-
-
-@dataclass(slots=True)
-class _Opening:
-    """An Allocate waiting for its relay sockets; answered when all are bound."""
-
-    request: Message
-    lifetime: int
-    families: list[int]
-    address_error: stun.AddressErrorCode | None
-    reserve_next: bool  # EVEN-PORT with the R bit: hold port+1 under a new token
-    claimed: bool  # the port came from a RESERVATION-TOKEN: no other port will do
-    waiting: set[RelayAddr] = field(default_factory=set)
-    tried: set[int] = field(default_factory=set)
-
-
-@dataclass(slots=True)
-class _Allocation:
-    id: AllocationId
-    client: ClientAddr
-    auth: Authenticated
-    port: int
-    relays: dict[int, RelayAddr]  # IP version (4/6) -> advertised relay address
-    expires: float
-    opening: _Opening | None = None
-    permissions: dict[str, float] = field(default_factory=dict)  # peer IP -> expiry
-    channels: dict[int, _Channel] = field(default_factory=dict)
-    peer_channels: dict[PeerAddr, int] = field(default_factory=dict)
-    cooldown: dict[int, tuple[PeerAddr, float]] = field(default_factory=dict)
-    fast_keys: list[tuple[ClientAddr, int]] = field(default_factory=list)
-    fast_in_keys: list[tuple[RelayAddr, PeerAddr]] = field(default_factory=list)
-    armed: float | None = None  # earliest deadline this allocation has in the timer heap
-
-
 class _Reply(Exception):
     """Internal: abort request processing with an error response."""
 
@@ -196,13 +157,6 @@ class _Reply(Exception):
         super().__init__(code)
         self.code = code
         self.extra = extra or {}
-
-
-def _ip_version(host: str) -> int | None:
-    try:
-        return ipaddress.ip_address(host).version
-    except ValueError:
-        return None
 
 
 def _canonical(addr: Endpoint) -> Endpoint:
@@ -263,10 +217,10 @@ class Server:
             6: config.relay_addresses_v6[0] if config.relay_addresses_v6 else None,
         }
         self._ports = RelayPorts(config.relay_port_min, config.relay_port_max, self._rng)
-        self._allocations: dict[ClientAddr, _Allocation] = {}
-        self._by_relay: dict[RelayAddr, _Allocation] = {}
-        self._opening: dict[ClientAddr, _Allocation] = {}
-        self._opening_by_relay: dict[RelayAddr, _Allocation] = {}
+        self._allocations: dict[ClientAddr, RelayAllocation] = {}
+        self._by_relay: dict[RelayAddr, RelayAllocation] = {}
+        self._opening: dict[ClientAddr, RelayAllocation] = {}
+        self._opening_by_relay: dict[RelayAddr, RelayAllocation] = {}
         self._per_user: dict[str, int] = {}
         self._next_id = 1
         # fast-path indexes, kept in step with channels and permissions
@@ -361,9 +315,12 @@ class Server:
             allocation = self._allocations.get(client)
             if allocation is not None:
                 allocation.armed = None
-                self._sweep(allocation, now)
-                if self._allocations.get(client) is allocation:
-                    self._arm(self._next_deadline(allocation), allocation)
+                if allocation.expires <= now:
+                    self._delete(allocation)
+                    continue
+                if allocation.sweep(now):
+                    self._reindex(allocation)
+                self._arm(allocation.next_deadline(), allocation)
         while self._tx_cache:
             key, (expires, _) = next(iter(self._tx_cache.items()))
             if expires > now:
@@ -569,7 +526,7 @@ class Server:
         message: Message,
         source: ClientAddr,
         auth: Authenticated,
-        existing: _Allocation | None,
+        existing: RelayAllocation | None,
         now: float,
     ) -> None:
         config = self._config
@@ -614,14 +571,14 @@ class Server:
             if picked is None:
                 raise _Reply(508)
             port = picked
-        allocation = _Allocation(
+        allocation = RelayAllocation(
             id=AllocationId(self._next_id),
             client=source,
             auth=auth,
             port=port,
             relays={},
             expires=now,  # set when the relay sockets are bound
-            opening=_Opening(
+            opening=Opening(
                 request=message,
                 lifetime=self._lifetime(message.get_int(Attr.LIFETIME)),
                 families=families,
@@ -635,7 +592,7 @@ class Server:
         self._per_user[auth.username] = self._per_user.get(auth.username, 0) + 1
         self._open_relays(allocation, port)
 
-    def _open_relays(self, allocation: _Allocation, port: int) -> None:
+    def _open_relays(self, allocation: RelayAllocation, port: int) -> None:
         """Take ``port`` and order one relay socket per family of the opening allocation."""
         opening = allocation.opening
         assert opening is not None
@@ -658,7 +615,7 @@ class Server:
         if with_next:
             self._ports.release(port + 1)
 
-    def _abandon_opening(self, allocation: _Allocation) -> None:
+    def _abandon_opening(self, allocation: RelayAllocation) -> None:
         """Forget an allocation whose relay sockets could not be bound."""
         del self._opening[allocation.client]
         for relay in allocation.relays.values():
@@ -666,7 +623,7 @@ class Server:
         allocation.relays.clear()
         self._drop_user(allocation.auth.username)
 
-    def _finish_allocate(self, allocation: _Allocation, now: float) -> None:
+    def _finish_allocate(self, allocation: RelayAllocation, now: float) -> None:
         """Every relay socket is bound: the allocation goes live and is answered."""
         opening = allocation.opening
         assert opening is not None
@@ -709,7 +666,7 @@ class Server:
         message: Message,
         source: ClientAddr,
         auth: Authenticated,
-        allocation: _Allocation,
+        allocation: RelayAllocation,
         now: float,
     ) -> None:
         requested_family = message.get_int(Attr.REQUESTED_ADDRESS_FAMILY)
@@ -737,9 +694,8 @@ class Server:
         self._send_success(source, message, {Attr.LIFETIME: lifetime}, auth, cache=now)
 
     # -- CreatePermission (RFC 8656 §9) ------------------------------------------
-    def _checked_peer(self, peer: Endpoint, allocation: _Allocation) -> PeerAddr:
-        version = _ip_version(peer[0])
-        if version is None or version not in allocation.relays:
+    def _checked_peer(self, peer: Endpoint, allocation: RelayAllocation) -> PeerAddr:
+        if allocation.relay_for(peer[0]) is None:
             raise _Reply(443)
         if not self._peers.permits(peer[0], peer[1]):
             raise _Reply(403)
@@ -750,7 +706,7 @@ class Server:
         message: Message,
         source: ClientAddr,
         auth: Authenticated,
-        allocation: _Allocation,
+        allocation: RelayAllocation,
         now: float,
     ) -> None:
         peers = message.get_all_addresses(Attr.XOR_PEER_ADDRESS)
@@ -773,7 +729,7 @@ class Server:
         message: Message,
         source: ClientAddr,
         auth: Authenticated,
-        allocation: _Allocation,
+        allocation: RelayAllocation,
         now: float,
     ) -> None:
         number = message.get_int(Attr.CHANNEL_NUMBER)
@@ -788,29 +744,12 @@ class Server:
             and len(allocation.permissions) >= self._config.max_permissions_per_allocation
         ):
             raise _Reply(508)
-        bound = allocation.channels.get(number)
-        if bound is not None and bound.peer != peer:
-            raise _Reply(400)  # channel already bound to another peer
-        other = allocation.peer_channels.get(peer)
-        if other is not None and other != number:
-            raise _Reply(400)  # peer already bound to another channel
-        cooling = allocation.cooldown.get(number)
-        if cooling is not None and cooling[1] > now and cooling[0] != peer:
+        if allocation.channel_conflict(number, peer, now):
             raise _Reply(400)
-        for cooled_number, (cooled_peer, until) in allocation.cooldown.items():
-            if cooled_peer == peer and cooled_number != number and until > now:
-                raise _Reply(400)
-        allocation.cooldown.pop(number, None)
         expires = now + self._config.channel_lifetime
-        if bound is None:
-            allocation.channels[number] = _Channel(number, peer, expires)
-            allocation.peer_channels[peer] = number
-        else:
-            bound.expires = expires
+        allocation.bind_channel(number, peer, expires)
         permission_expires = now + self._config.permission_lifetime
-        allocation.permissions[peer[0]] = max(
-            allocation.permissions.get(peer[0], 0.0), permission_expires
-        )
+        allocation.permit(peer[0], permission_expires)  # RFC 8656 §11.2
         self._arm(permission_expires, allocation)
         self._arm(expires, allocation)
         self._reindex(allocation)
@@ -824,8 +763,7 @@ class Server:
         if allocation is None or raw_peer is None or data is None or message.unknown_required:
             self._dropped += 1
             return
-        version = _ip_version(raw_peer[0])
-        relay = allocation.relays.get(version) if version is not None else None
+        relay = allocation.relay_for(raw_peer[0])
         if relay is None:
             self._dropped += 1
             return
@@ -836,7 +774,7 @@ class Server:
         self._transmits.append(Transmit(relay, peer, data))
 
     # -- bookkeeping ---------------------------------------------------------
-    def _arm(self, deadline: float, allocation: _Allocation) -> None:
+    def _arm(self, deadline: float, allocation: RelayAllocation) -> None:
         """Make sure the allocation is swept at ``deadline`` at the latest.
 
         At most one live heap entry per allocation: a later deadline is left to the
@@ -849,68 +787,28 @@ class Server:
         self._timer_seq += 1
         heapq.heappush(self._timers, (deadline, self._timer_seq, allocation.client))
 
-    @staticmethod
-    def _next_deadline(allocation: _Allocation) -> float:
-        deadline = allocation.expires
-        for expires in allocation.permissions.values():
-            deadline = min(deadline, expires)
-        for channel in allocation.channels.values():
-            deadline = min(deadline, channel.expires)
-        for _, until in allocation.cooldown.values():
-            deadline = min(deadline, until)
-        return deadline
-
-    def _sweep(self, allocation: _Allocation, now: float) -> None:
-        if allocation.expires <= now:
-            self._delete(allocation)
-            return
-        changed = False
-        for ip, expires in list(allocation.permissions.items()):
-            if expires <= now:
-                del allocation.permissions[ip]
-                changed = True
-        for number, channel in list(allocation.channels.items()):
-            if channel.expires <= now:
-                del allocation.channels[number]
-                allocation.peer_channels.pop(channel.peer, None)
-                until = now + CHANNEL_REBIND_COOLDOWN
-                allocation.cooldown[number] = (channel.peer, until)
-                changed = True
-        for number, (_, until) in list(allocation.cooldown.items()):
-            if until <= now:
-                del allocation.cooldown[number]
-        if changed:
-            self._reindex(allocation)
-
-    def _reindex(self, allocation: _Allocation) -> None:
+    def _reindex(self, allocation: RelayAllocation) -> None:
+        """Rebuild the fast-path routes of ``allocation`` after its channels or
+        permissions changed."""
         for out_key in allocation.fast_keys:
             self._chan_out.pop(out_key, None)
         for in_key in allocation.fast_in_keys:
             self._chan_in.pop(in_key, None)
         allocation.fast_keys = []
         allocation.fast_in_keys = []
-        for channel in allocation.channels.values():
-            if channel.peer[0] not in allocation.permissions:
-                continue
-            version = _ip_version(channel.peer[0])
-            relay = allocation.relays.get(version) if version is not None else None
-            if relay is None:
-                continue
-            out_key = (allocation.client, channel.number)
-            in_key = (relay, channel.peer)
-            self._chan_out[out_key] = (relay, channel.peer)
-            self._chan_in[in_key] = (allocation.client, channel.number.to_bytes(2, "big"))
+        for number, peer, relay in allocation.routes():
+            out_key = (allocation.client, number)
+            in_key = (relay, peer)
+            self._chan_out[out_key] = (relay, peer)
+            self._chan_in[in_key] = (allocation.client, number.to_bytes(2, "big"))
             allocation.fast_keys.append(out_key)
             allocation.fast_in_keys.append(in_key)
 
-    def _delete(self, allocation: _Allocation) -> None:
+    def _delete(self, allocation: RelayAllocation) -> None:
         if self._allocations.get(allocation.client) is not allocation:
             return
         del self._allocations[allocation.client]
-        allocation.channels.clear()
-        allocation.peer_channels.clear()
-        allocation.permissions.clear()
-        allocation.cooldown.clear()
+        allocation.clear()
         self._reindex(allocation)
         for relay in allocation.relays.values():
             self._by_relay.pop(relay, None)
