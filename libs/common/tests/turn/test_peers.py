@@ -253,10 +253,13 @@ def test_datagrams_from_own_sockets_are_dropped(lab):
     assert lab.peer_datagram(relay, b"loop", (OWN, LISTEN_PORT)) == []
     assert lab.peer_datagram(relay, b"loop", (OWN, RELAY_RANGE[0])) == []
     assert len(lab.peer_datagram(relay, b"fine", (OWN, 5000))) == 1
-    # and the listen socket does not serve STUN coming from one of our relay ports
-    ourselves = lab.client(address=(RELAY_V4, relay[1]))
+    # and the listen socket does not serve STUN coming from one of our relay sockets
     binding = stun.encode(stun.Message(Method.BINDING, MessageClass.REQUEST, b"c" * 12, {}))
-    assert ourselves.send_raw(binding) == []
+    assert lab.client(address=(RELAY_V4, relay[1])).send_raw(binding) == []
+    assert lab.client(address=(OWN, LISTEN_PORT)).send_raw(binding) == []
+    # a local client whose ephemeral port lies in the range, unused by the relay, is served
+    unused = RELAY_RANGE[0] if relay[1] != RELAY_RANGE[0] else RELAY_RANGE[1]
+    assert len(lab.client(address=(OWN, unused)).send_raw(binding)) == 1
 
 
 def test_listening_on_a_wildcard_makes_every_local_address_own(make_harness):

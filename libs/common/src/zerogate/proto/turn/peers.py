@@ -121,6 +121,7 @@ class PeerFilter:
         self._own = {normalise_ip(a) for a in own_addresses}
         self._own_hosts = set(self._own) | set(_UNSPECIFIED)
         self._own_ports = list(own_ports)
+        self.listen_ports: set[int] = set()
         self._wildcard: set[int] = set()
         self._allow = tuple(allow)
 
@@ -134,11 +135,17 @@ class PeerFilter:
             self._own.add(ip)
             self._own_hosts.add(ip)
         self._own_ports.append(range(port, port + 1))
+        self.listen_ports.add(port)
 
     def is_own_endpoint(self, address: str | IPAddress, port: int) -> bool:
-        """True when ``(address, port)`` may be one of the relay's own sockets."""
+        """True when ``(address, port)`` is, or may become, one of the relay's own
+        sockets: an own host, and the listen port or a port of the relay range."""
         if not any(port in ports for ports in self._own_ports):
             return False
+        return self.is_own_host(address)
+
+    def is_own_host(self, address: str | IPAddress) -> bool:
+        """True when datagrams to ``address`` reach this relay's sockets."""
         parsed = _parse(address)
         if parsed is None:
             return False

@@ -63,6 +63,10 @@ class RelayPorts:
                 return port
         return None
 
+    def in_use(self, port: int) -> bool:
+        """True while ``port`` belongs to an allocation (or is reserved for one)."""
+        return port in self._taken
+
     def take(self, port: int) -> None:
         self._taken.add(port)
 

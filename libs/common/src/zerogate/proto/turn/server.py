@@ -254,7 +254,7 @@ class Server:
                 relay, peer, payload = routed
                 self._transmits.append(Transmit(relay, peer, bytes(payload)))
             return
-        if self._peers.is_own_endpoint(source[0], source[1]):
+        if self._from_ourselves(source):
             self._dropped += 1  # one of our own sockets: never serve ourselves
             return
         try:
@@ -774,6 +774,15 @@ class Server:
         self._transmits.append(Transmit(relay, peer, data))
 
     # -- bookkeeping ---------------------------------------------------------
+    def _from_ourselves(self, source: Endpoint) -> bool:
+        """True when ``source`` is one of the relay's bound sockets. Other ports of
+        the relay range on an own address may be a local client's ephemeral port:
+        those are served (the relay holds a port or another socket does, not both)."""
+        port = source[1]
+        if port not in self._peers.listen_ports and not self._ports.in_use(port):
+            return False
+        return self._peers.is_own_host(source[0])
+
     def _arm(self, deadline: float, allocation: RelayAllocation) -> None:
         """Make sure the allocation is swept at ``deadline`` at the latest.
 
