@@ -555,6 +555,23 @@ def test_credential_update_rolls_the_allocation_over_before_they_expire():
     assert link.server.stats().responses_by_code.get(401, 0) == 1  # only the first challenge
 
 
+def test_credentials_of_unknown_expiry_roll_over_at_the_next_refresh():
+    link = make_link()
+    link.client.bind_peer(PEER, link.now)
+    link.pump()
+    link.advance(10)
+    link.client.update_credentials("bob", USERS["bob"])  # no expiry given
+    link.advance(DEFAULT_LIFETIME / 2 - 10 - 1)
+    assert len(link.of(Allocated)) == 1  # not before the Refresh is due
+    link.advance(2)
+    assert len(link.of(Allocated)) == 2
+    assert link.server.stats().allocations == 1
+    assert link.to_peer(PEER, b"as bob")
+    link.advance(HOUR)
+    assert len(link.of(Allocated)) == 2  # once: the new credentials stay
+    assert link.client.state is AllocationState.ALLOCATED
+
+
 def test_credentials_that_expire_unreplaced_lose_the_allocation():
     expiry = UNIX_T0 + 100
     username, password = rest_api_credentials(AUTH_SECRET, "agent", expiry)

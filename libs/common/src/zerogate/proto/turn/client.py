@@ -415,7 +415,7 @@ class Allocation:
         if tx.key is not None and not challenge and not stun.check_integrity(message, tx.key):
             return True  # RFC 8489 §9.2.5: not authenticated, as if never received
         del self._transactions[message.transaction_id]
-        if tx.generation != self._generation:
+        if tx.generation != self._generation and tx.kind is not _Kind.BINDING:
             return True  # an answer about the allocation a rollover replaced
         if challenge and self._retry_challenged(tx, message, code, now):
             return True
