@@ -3,10 +3,14 @@ one fresh account (or two) per test, all on the real Postgres and NATS."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -20,6 +24,7 @@ from zerogate.api.app import create_app
 from zerogate.api.devices import Device, upsert_client, upsert_gateway
 from zerogate.api.settings import ApiSettings
 from zerogate.common.bus import Bus
+from zerogate.testing.oidc import OidcClient, OidcProvider, sign_in_browser
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +83,7 @@ class Tenant:
     actor_id: uuid.UUID
     token: str
     http: httpx.AsyncClient
+    slug: str = ""
 
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = await self.http.post(path, json=body)
@@ -104,7 +110,7 @@ async def make_tenant(app: Any, api_pool: Any) -> AsyncIterator[MakeTenant]:
         boot = await bootstrap_account(api_pool, slug=slug, email=f"admin@{slug}.test")
         http = http_client(app, boot.token)
         clients.append(http)
-        return Tenant(boot.account_id, boot.actor_id, boot.token, http)
+        return Tenant(boot.account_id, boot.actor_id, boot.token, http, slug)
 
     yield make
     for http in clients:
@@ -186,3 +192,103 @@ def assert_problem(response: Any, status: int) -> dict[str, Any]:
     assert isinstance(body["type"], str)
     assert isinstance(body["title"], str)
     return body
+
+
+# ------------------------------------------------------------------ sign-in
+
+#: The api's address in in-process tests, and so its callback at the provider.
+API_BASE = "http://api.test"
+OIDC_CALLBACK = API_BASE + "/v1/sign_in/callback"
+#: The CLI's loopback redirect (nobody listens: the scripted browser stops there).
+LOOPBACK = "http://127.0.0.1:53682/callback"
+#: Faults the provider injects into the ID tokens of client "zg-<fault>".
+ID_TOKEN_FAULTS = ("expired", "audience", "nonce", "issuer", "hs256", "none")
+CONFIDENTIAL_SECRET = "idp-client-secret-" + "x" * 24
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(request: pytest.FixtureRequest) -> Iterator[OidcProvider]:
+    """panva's oidc-provider on Node, with a public client, a confidential one and
+    one client per injected ID-token fault, all redirecting to the api's callback."""
+    clients = [
+        OidcClient("zg-public", (OIDC_CALLBACK,)),
+        OidcClient("zg-confidential", (OIDC_CALLBACK,), client_secret=CONFIDENTIAL_SECRET),
+        *(OidcClient(f"zg-{fault}", (OIDC_CALLBACK,), tamper=fault) for fault in ID_TOKEN_FAULTS),
+    ]
+    prefix = Path(request.config.rootpath) / ".zerogate" / "oidc"
+    with OidcProvider(prefix, clients) as provider:
+        yield provider
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A PKCE verifier and its S256 challenge (RFC 7636 §4.1, §4.2)."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge.rstrip(b"=").decode()
+
+
+def browser_for(app: Any) -> httpx.AsyncClient:
+    """A scripted browser: the api in-process, the provider over real HTTP; it keeps
+    cookies and follows no redirect by itself."""
+    return httpx.AsyncClient(
+        mounts={API_BASE: httpx.ASGITransport(app=app)}, follow_redirects=False, timeout=10
+    )
+
+
+@dataclass
+class SignIn:
+    """One scripted sign-in up to the loopback redirect."""
+
+    verifier: str
+    challenge: str
+    #: The loopback URL the api redirected the browser to (code or error), if any.
+    loopback: httpx.URL | None
+    #: The last response the browser saw (the redirect to the loopback, or a problem).
+    response: httpx.Response
+
+    @property
+    def params(self) -> dict[str, str]:
+        assert self.loopback is not None, self.response.text
+        return dict(self.loopback.params)
+
+    def exchange_body(self, **overrides: str) -> dict[str, str]:
+        body = {
+            "code": self.params["code"],
+            "code_verifier": self.verifier,
+            "redirect_uri": LOOPBACK,
+        }
+        return body | overrides
+
+
+async def sign_in(
+    app: Any,
+    slug: str,
+    provider_id: str,
+    *,
+    login: str,
+    kind: str = "client",
+    state: str = "cli-state-1",
+) -> SignIn:
+    verifier, challenge = pkce_pair()
+    params = {
+        "provider": provider_id,
+        "kind": kind,
+        "redirect_uri": LOOPBACK,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "state": state,
+    }
+    start = httpx.URL(f"{API_BASE}/v1/sign_in/{slug}", params=params)
+    async with browser_for(app) as browser:
+        response = await sign_in_browser(browser, str(start), login=login, stop_at=LOOPBACK)
+    loopback = None
+    if response.is_redirect and response.headers["location"].startswith(LOOPBACK):
+        loopback = httpx.URL(response.headers["location"])
+    return SignIn(verifier, challenge, loopback, response)
+
+
+async def make_provider(
+    tenant: Any, issuer: str, client_id: str = "zg-public", **extra: Any
+) -> dict[str, Any]:
+    body = {"name": f"idp-{uuid.uuid4().hex[:8]}", "issuer": issuer, "client_id": client_id}
+    return await tenant.create("/v1/auth_providers", body | extra)

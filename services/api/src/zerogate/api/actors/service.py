@@ -18,6 +18,7 @@ from zerogate.api.db import Pool, transaction
 from zerogate.api.errors import Conflict, Invalid, not_found
 from zerogate.api.events import Publisher, unit_of_work
 from zerogate.api.pagination import Page, PageParams, build_page
+from zerogate.api.requestctx import note_created
 from zerogate.api.settings import ApiSettings
 from zerogate.api.tokens import repository as tokens
 from zerogate.api.tokens.rules import check_expiry, created, emit_revoked
@@ -38,6 +39,7 @@ async def create_actor(pool: Pool, principal: Principal, body: ActorCreate) -> A
             name=body.name,
             email=body.email,
         )
+        note_created("actor_id", row.id)
     return public(row)
 
 
@@ -147,6 +149,7 @@ async def create_client_token(
             expires_at=expires_at,
             created_by=principal.actor_id,
         )
+        note_created("token_id", row.id)
     return created(row, token)
 
 

@@ -15,6 +15,7 @@ from zerogate.api.groups.repository import GroupRow
 from zerogate.api.groups.schemas import GroupCreate, GroupPublic, GroupUpdate, MembersPublic
 from zerogate.api.pagination import Page, PageParams, build_page
 from zerogate.api.policies import repository as policies
+from zerogate.api.requestctx import note_created
 
 
 def public(row: GroupRow) -> GroupPublic:
@@ -35,7 +36,9 @@ def _static(group: GroupRow, what: str) -> None:
 
 async def create_group(pool: Pool, principal: Principal, body: GroupCreate) -> GroupPublic:
     async with transaction(pool) as conn:
-        return public(await repository.create_group(conn, principal.account_id, body.name))
+        row = await repository.create_group(conn, principal.account_id, body.name)
+        note_created("group_id", row.id)
+    return public(row)
 
 
 async def get_group(pool: Pool, principal: Principal, group_id: uuid.UUID) -> GroupPublic:

@@ -17,12 +17,12 @@ from pydantic import (
     model_validator,
 )
 
-from zerogate.api.fields import Text
+from zerogate.api.fields import BoundedObject, Text
 from zerogate.api.pagination import ordered
 
 Description = Text
 Conditions = Annotated[
-    list[dict[str, Any]],
+    list[BoundedObject],
     Field(
         max_length=16,
         examples=[[{"property": "remote_country", "operator": "is_in", "values": ["DE", "FR"]}]],

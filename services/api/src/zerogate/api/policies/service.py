@@ -34,6 +34,7 @@ from zerogate.api.policies.schemas import (
     PolicyPublic,
     PolicyUpdate,
 )
+from zerogate.api.requestctx import note_created
 from zerogate.api.resources import repository as resources
 from zerogate.api.resources.repository import ResourceRow
 from zerogate.proto.net import IPAddress
@@ -172,6 +173,7 @@ async def create_policy(
     async with unit_of_work(pool, publisher) as uow:
         await _check_refs(uow.conn, principal, body.group_id, body.resource_id)
         row = await repository.create_policy(uow.conn, principal.account_id, values)
+        note_created("policy_id", row.id)
         _emit(uow, "created", row)
     return public(row)
 

@@ -8,12 +8,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from zerogate.api.fields import Name, Text
+from zerogate.api.fields import BoundedObject, Name, Text
 from zerogate.api.pagination import ordered
 
 ResourceType = Literal["cidr", "ip", "dns", "internet"]
 #: Filters are checked by ``zerogate.api.engine.addresses.validate_filters``.
-Filters = Annotated[list[dict[str, Any]], Field(max_length=16)]
+Filters = Annotated[list[BoundedObject], Field(max_length=16)]
 
 
 class ResourceCreate(BaseModel):

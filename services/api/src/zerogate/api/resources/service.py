@@ -12,6 +12,7 @@ from zerogate.api.errors import Conflict, Invalid, not_found
 from zerogate.api.events import Publisher, unit_of_work
 from zerogate.api.pagination import Page, PageParams, build_page
 from zerogate.api.policies import repository as policies
+from zerogate.api.requestctx import note_created
 from zerogate.api.resources import repository
 from zerogate.api.resources.repository import ResourceRow
 from zerogate.api.resources.schemas import ResourceCreate, ResourcePublic, ResourceUpdate
@@ -59,6 +60,7 @@ async def create_resource(
         ):
             raise Conflict("the account already has an internet resource")
         row = await repository.create_resource(uow.conn, principal.account_id, values)
+        note_created("resource_id", row.id)
         uow.emit(
             "resource",
             "created",

@@ -10,6 +10,7 @@ from zerogate.api.db import Connection, Pool, transaction
 from zerogate.api.errors import Conflict, not_found
 from zerogate.api.events import Publisher, unit_of_work
 from zerogate.api.pagination import Page, PageParams, build_page
+from zerogate.api.requestctx import note_created
 from zerogate.api.settings import ApiSettings
 from zerogate.api.sites import repository
 from zerogate.api.sites.repository import SiteRow
@@ -39,7 +40,9 @@ async def _site(conn: Connection, principal: Principal, site_id: uuid.UUID) -> S
 
 async def create_site(pool: Pool, principal: Principal, body: SiteCreate) -> SitePublic:
     async with transaction(pool) as conn:
-        return public(await repository.create_site(conn, principal.account_id, body.name))
+        row = await repository.create_site(conn, principal.account_id, body.name)
+        note_created("site_id", row.id)
+    return public(row)
 
 
 async def get_site(pool: Pool, principal: Principal, site_id: uuid.UUID) -> SitePublic:
@@ -102,6 +105,7 @@ async def create_gateway_token(
             expires_at=expires_at,
             created_by=principal.actor_id,
         )
+        note_created("token_id", row.id)
     return created(row, token)
 
 

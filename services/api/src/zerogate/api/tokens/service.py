@@ -11,6 +11,7 @@ from zerogate.api.db import Pool, transaction
 from zerogate.api.errors import Invalid, not_found
 from zerogate.api.events import Publisher, unit_of_work
 from zerogate.api.pagination import Page, PageParams, build_page
+from zerogate.api.requestctx import note_created
 from zerogate.api.settings import ApiSettings
 from zerogate.api.tokens import repository
 from zerogate.api.tokens.rules import check_expiry, created, public, revoke_in
@@ -49,6 +50,7 @@ async def create_api_token(
             expires_at=expires_at,
             created_by=principal.actor_id,
         )
+        note_created("token_id", row.id)
     return created(row, token)
 
 
