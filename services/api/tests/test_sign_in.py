@@ -9,7 +9,9 @@ problem type and creates nothing.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -17,7 +19,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from zerogate.api.accounts.service import bootstrap_account
 from zerogate.api.app import create_app
+from zerogate.api.errors import Invalid
 from zerogate.api.sign_in import service as sign_in_service
 from zerogate.api.tokens.repository import verify_token
 from zerogate.common import subjects
@@ -498,3 +502,25 @@ async def test_a_secret_needs_the_secret_key(h, tenant, api_settings, api_pool, 
         assert "ZG_SECRET_KEY" in body["detail"]
     finally:
         await app.state.oidc_cache.http.aclose()
+
+
+async def test_a_bad_secret_key_stops_the_process_without_echoing_it(database_url):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "zerogate.api.main",
+        "migrate",
+        env={**os.environ, "ZG_DATABASE_URL": database_url, "ZG_SECRET_KEY": "sekrit-but-short"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    assert "ZG_SECRET_KEY" in err.decode()
+    assert "sekrit" not in (out + err).decode()
+
+
+async def test_slugs_that_name_sign_in_routes_are_reserved(api_pool):
+    for slug in ("callback", "token"):
+        with pytest.raises(Invalid):
+            await bootstrap_account(api_pool, slug=slug, email="a@b.test")

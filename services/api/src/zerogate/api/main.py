@@ -37,6 +37,10 @@ settings (environment):
   ZG_NATS_CONNECT_TIMEOUT, ZG_API_TOKEN_TTL_DAYS, ZG_CLIENT_TOKEN_TTL_DAYS,
   ZG_API_TOKEN_MAX_DAYS, ZG_CLIENT_TOKEN_MAX_DAYS, ZG_GATEWAY_TOKEN_MAX_DAYS,
   ZG_DB_POOL_MIN/MAX, ZG_LOG_LEVEL
+  sign-in: ZG_API_PUBLIC_URL, ZG_SECRET_KEY, ZG_OIDC_TIMEOUT, ZG_OIDC_LEEWAY_SECS,
+  ZG_SIGN_IN_TTL_SECS, ZG_SIGN_IN_CODE_TTL_SECS
+  defence: ZG_RATE_LIMIT_ENABLED, ZG_RATE_LIMIT_ACCOUNT_PER_S/_BURST,
+  ZG_RATE_LIMIT_IP_PER_S/_BURST, ZG_MAX_BODY_BYTES
 
 output: migrate and bootstrap print one JSON line on stdout; errors go to stderr.
 exit codes: 0 success, 1 refused or database unreachable, 2 bad settings or arguments,

@@ -19,6 +19,8 @@ from zerogate.api.errors import Conflict, Invalid, not_found
 from zerogate.api.tokens import repository as tokens
 
 SLUG_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
+#: Slugs that name sign-in routes (``/v1/sign_in/callback``, ``/v1/sign_in/token``).
+RESERVED_SLUGS: Final = frozenset({"callback", "token"})
 EMAIL_RE: Final = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
@@ -48,6 +50,8 @@ async def bootstrap_account(
     """Create an account with an admin actor and an API token, in one transaction."""
     if not SLUG_RE.match(slug):
         raise Invalid("slug must be 2-63 of a-z, 0-9, '-', '_' and start with a letter or digit")
+    if slug in RESERVED_SLUGS:
+        raise Invalid(f"slug {slug!r} is reserved (it names a sign-in route)")
     if not EMAIL_RE.match(email):
         raise Invalid("email is not an email address")
     taken = Conflict(f"an account with slug {slug!r} already exists")
