@@ -9,6 +9,7 @@ problem type and creates nothing.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import sys
@@ -18,13 +19,15 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from zerogate.api.accounts.service import bootstrap_account
 from zerogate.api.app import create_app
 from zerogate.api.errors import Invalid
 from zerogate.api.sign_in import service as sign_in_service
+from zerogate.api.sign_in.redact import AccessLogFilter
 from zerogate.api.tokens.repository import verify_token
-from zerogate.common import subjects
+from zerogate.common import subjects, telemetry
 from zerogate.common.messages.events import ChangeEvent
 
 PROBLEMS = "https://zerogate.dev/problems/"
@@ -524,3 +527,46 @@ async def test_slugs_that_name_sign_in_routes_are_reserved(api_pool):
     for slug in ("callback", "token"):
         with pytest.raises(Invalid):
             await bootstrap_account(api_pool, slug=slug, email="a@b.test")
+
+
+async def test_the_callback_query_stays_out_of_spans_and_the_access_log(app, h, tenant, idp):
+    """The provider's code and our state reach the callback in its URL; neither the
+    HTTP server span nor uvicorn's access line may keep them."""
+    _, user = idp
+    _, challenge = h.pkce_pair()
+    start = httpx.URL(
+        f"{h.API_BASE}/v1/sign_in/{tenant.slug}",
+        params={"redirect_uri": h.LOOPBACK, "code_challenge": challenge},
+    )
+    exporter = InMemorySpanExporter()
+    handle = telemetry.add_exporter(exporter)
+    try:
+        async with h.browser_for(app) as browser:
+            response = await h.sign_in_browser(
+                browser, str(start), login=user["email"], stop_at=h.OIDC_CALLBACK
+            )
+            callback = httpx.URL(response.headers["location"])
+            landed = await browser.get(callback)
+        assert "code" in httpx.URL(landed.headers["location"]).params
+        spans = exporter.get_finished_spans()
+    finally:
+        handle.shutdown()
+    server = [s for s in spans if s.name == "GET /v1/sign_in/callback"]
+    assert server, [s.name for s in spans]
+    values = "\n".join(str(v) for s in spans for v in (s.attributes or {}).values())
+    assert "/v1/sign_in/callback" in values
+    for secret in (callback.params["code"], callback.params["state"]):
+        assert secret not in values
+    line = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", callback.raw_path.decode(), "1.1", 302),
+        None,
+    )
+    assert AccessLogFilter().filter(line)
+    message = line.getMessage()
+    assert "/v1/sign_in/callback?code=REDACTED&state=REDACTED" in message
+    assert callback.params["code"] not in message

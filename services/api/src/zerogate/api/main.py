@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -131,9 +132,12 @@ def _serve(settings: ApiSettings) -> int:
         settings = settings.model_copy(update={"migrate_on_start": False})
 
     from zerogate.api.app import create_app
+    from zerogate.api.sign_in.redact import AccessLogFilter
     from zerogate.common import telemetry
 
     telemetry.setup("zerogate-api", log_level=settings.log_level)
+    # The sign-in callback's query holds the provider's code: not in the access log.
+    logging.getLogger("uvicorn.access").addFilter(AccessLogFilter())
     try:
         serve_asgi(
             create_app(settings),

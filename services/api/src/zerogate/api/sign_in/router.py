@@ -18,6 +18,7 @@ from zerogate.api.auth import limiter_of, remote_ip, verify_bearer
 from zerogate.api.deps import PoolDep, PublisherDep, SettingsDep, pool_of
 from zerogate.api.sign_in import service
 from zerogate.api.sign_in.oidc import HttpJsonCache
+from zerogate.api.sign_in.redact import redact_current_span
 from zerogate.api.sign_in.schemas import (
     ClientState,
     CodeChallenge,
@@ -73,6 +74,7 @@ async def sign_in_callback(
     iss: Annotated[str | None, Query(max_length=512)] = None,
 ) -> RedirectResponse:
     """Where the identity provider sends the browser back."""
+    redact_current_span()
     target = await service.callback(
         pool,
         cache,
