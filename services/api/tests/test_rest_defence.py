@@ -21,6 +21,8 @@ import pytest
 from zerogate.api.accounts.service import bootstrap_account
 from zerogate.api.app import create_app
 from zerogate.api.fields import MAX_JSON_LIST
+from zerogate.api.ratelimit import repository as buckets
+from zerogate.api.sign_in import repository as sign_ins
 from zerogate.common.listen import PORTS_FILE_ENV, wait_for_ports
 
 PROBLEMS = "https://zerogate.dev/problems/"
@@ -303,3 +305,41 @@ async def test_json_nesting_and_list_lengths_are_bounded(h, tenant):
         "/v1/sites", content=text.encode(), headers={"content-type": "application/json"}
     )
     h.assert_problem(response, 422)
+
+
+async def test_housekeeping_forgets_full_buckets_and_expired_sign_ins(api_pool, h, tenant):
+    old, fresh = f"test:{uuid.uuid4()}", f"test:{uuid.uuid4()}"
+    provider = await h.make_provider(tenant, "https://idp.example.com")
+    async with api_pool.acquire() as conn:
+        await buckets.charge(conn, old, burst=5, rate=1.0)
+        await buckets.charge(conn, fresh, burst=5, rate=1.0)
+        await conn.execute(
+            "UPDATE rate_buckets SET updated_at = now() - interval '1 hour' WHERE key = $1", old
+        )
+        await sign_ins.create_request(
+            conn,
+            state_hash=uuid.uuid4().bytes * 2,
+            account_id=tenant.account_id,
+            auth_provider_id=uuid.UUID(provider["id"]),
+            kind="client",
+            nonce="n",
+            provider_verifier="v",
+            redirect_uri="http://127.0.0.1:1/cb",
+            client_code_challenge="c",
+            client_state=None,
+            ttl_secs=30,
+        )
+        await conn.execute(
+            "UPDATE sign_in_requests SET expires_at = now() - interval '1 second'"
+            " WHERE account_id = $1",
+            tenant.account_id,
+        )
+        await buckets.forget_full(conn, 60.0)
+        await sign_ins.forget_expired(conn, keep_used_codes_secs=3600)
+        keys = {r["key"] for r in await conn.fetch("SELECT key FROM rate_buckets")}
+        left = await conn.fetchval(
+            "SELECT count(*) FROM sign_in_requests WHERE account_id = $1", tenant.account_id
+        )
+    assert old not in keys
+    assert fresh in keys
+    assert left == 0
