@@ -17,6 +17,7 @@ import abc
 import contextlib
 import hashlib
 import importlib.util
+import ipaddress
 import json
 import os
 import pwd
@@ -75,6 +76,12 @@ def find_executable(name: str, *, package: str | None = None) -> str:
 
 class _Server(abc.ABC):
     proc: subprocess.Popen[bytes] | None = None
+    #: A network namespace (``ip netns`` name) to run the server in, for test labs.
+    netns: str | None = None
+
+    def _prefix(self) -> list[str]:
+        """What runs a command inside :attr:`netns` (nothing on the host)."""
+        return ["ip", "netns", "exec", self.netns] if self.netns else []
 
     def __enter__(self) -> Self:
         self.start()
@@ -113,7 +120,9 @@ class NatsServer(_Server):
         host: str = "127.0.0.1",
         port: int = 0,
         setting: str = "ZG_NATS_PORT",
+        netns: str | None = None,
     ) -> None:
+        self.netns = netns
         self.store_dir = store_dir
         self.host = host
         self.port = port
@@ -135,6 +144,7 @@ class NatsServer(_Server):
                 offset = log.tell()
                 self.proc = subprocess.Popen(
                     [
+                        *self._prefix(),
                         exe,
                         "-js",
                         "-a",
@@ -153,7 +163,8 @@ class NatsServer(_Server):
             self.port = self._reported_port(ports_dir, offset)
         finally:
             shutil.rmtree(ports_dir, ignore_errors=True)
-        wait_for_port(self.host, self.port, 15.0, self.proc)
+        if self.netns is None:  # in a namespace, the ports file already says it listens
+            wait_for_port(self.host, self.port, 15.0, self.proc)
 
     def _reported_port(self, ports_dir: Path, log_offset: int) -> int:
         assert self.proc is not None
@@ -344,7 +355,9 @@ class PostgresServer(_Server):
         host: str = "127.0.0.1",
         port: int = 0,
         setting: str = "ZG_PG_PORT",
+        netns: str | None = None,
     ) -> None:
+        self.netns = netns
         self.host = host
         self.port = port
         self._pick_port = port == 0
@@ -383,6 +396,7 @@ class PostgresServer(_Server):
             os.chown(self.data_dir, self.user.pw_uid, self.user.pw_gid)
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(bin_dir)
+        self._allow_own_address()
         # A stale postmaster.pid from a killed run would stop the new server.
         pidfile = self.data_dir / "postmaster.pid"
         if pidfile.exists():
@@ -394,7 +408,8 @@ class PostgresServer(_Server):
                     pidfile.unlink()
         for attempt in range(PG_START_ATTEMPTS):
             if self._pick_port:
-                self.port = _free_tcp_port(self.host)
+                # A fresh lab namespace has every port free; on the host ask the kernel.
+                self.port = 5432 if self.netns else _free_tcp_port(self.host)
             failure = self._start_once(bin_dir)
             if failure is None:
                 return
@@ -431,6 +446,21 @@ class PostgresServer(_Server):
             err = exc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
             raise ConfigError(f"Postgres: initdb failed in {self.data_dir}: {err[0]}") from exc
 
+    def _allow_own_address(self) -> None:
+        """Let clients on the listen address itself in (initdb allows only loopback).
+
+        Only that one address (a lab namespace's server address): the cluster
+        trusts whoever can connect, so it never listens more widely.
+        """
+        if ipaddress.ip_address(self.host).is_loopback:
+            return
+        hba = self.data_dir / "pg_hba.conf"
+        bits = 32 if ":" not in self.host else 128
+        line = f"host all all {self.host}/{bits} trust\n"
+        if line not in hba.read_text():
+            with hba.open("a") as fh:
+                fh.write(line)
+
     def _start_once(self, bin_dir: Path) -> ConfigError | None:
         with self.log_file.open("ab") as log:
             offset = log.tell()
@@ -438,6 +468,7 @@ class PostgresServer(_Server):
                 os.chown(self.log_file, self.user.pw_uid, self.user.pw_gid)
             self.proc = subprocess.Popen(
                 [
+                    *self._as_user(),
                     str(bin_dir / "postgres"),
                     "-D",
                     str(self.data_dir),
@@ -457,16 +488,32 @@ class PostgresServer(_Server):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                user=self._uid,
-                group=self._gid,
+                user=None if self.netns else self._uid,
+                group=None if self.netns else self._gid,
             )
         try:
-            wait_for_port(self.host, self.port, 60.0, self.proc)
+            if self.netns is None:
+                wait_for_port(self.host, self.port, 60.0, self.proc)
+            self._wait_ready(bin_dir)
         except ConfigError:
             self.stop()
             return self._start_failure(offset)
-        self._wait_ready(bin_dir)
         return None
+
+    def _as_user(self) -> list[str]:
+        """Inside a namespace, ``ip netns exec`` needs root: drop to the user after it."""
+        if not self.netns:
+            return []
+        if self.user is None:
+            return self._prefix()
+        return [
+            *self._prefix(),
+            "setpriv",
+            f"--reuid={self.user.pw_uid}",
+            f"--regid={self.user.pw_gid}",
+            "--clear-groups",
+            "--",
+        ]
 
     def _start_failure(self, log_offset: int) -> ConfigError:
         with self.log_file.open("rb") as log:
@@ -486,8 +533,18 @@ class PostgresServer(_Server):
     def _wait_ready(self, bin_dir: Path) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ConfigError(f"Postgres exited with code {self.proc.returncode}")
             ok = subprocess.run(
-                [str(bin_dir / "pg_isready"), "-h", self.host, "-p", str(self.port), "-q"],
+                [
+                    *self._prefix(),
+                    str(bin_dir / "pg_isready"),
+                    "-h",
+                    self.host,
+                    "-p",
+                    str(self.port),
+                    "-q",
+                ],
                 check=False,
                 timeout=10,
             )
@@ -501,15 +558,16 @@ class PostgresServer(_Server):
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
             raise ConfigError(f"invalid database name {name!r}")
         psql = str(self.bin_dir / "psql")
+        query = f"SELECT 1 FROM pg_database WHERE datname = '{name}'"  # noqa: S608 - name checked above
         exists = subprocess.run(
-            [psql, self.url(), "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],  # noqa: S608
+            [*self._prefix(), psql, self.url(), "-tAc", query],
             check=True,
             capture_output=True,
             timeout=30,
         )
         if exists.stdout.strip() != b"1":
             subprocess.run(
-                [psql, self.url(), "-qc", f'CREATE DATABASE "{name}"'],
+                [*self._prefix(), psql, self.url(), "-qc", f'CREATE DATABASE "{name}"'],
                 check=True,
                 capture_output=True,
                 timeout=30,

@@ -45,6 +45,11 @@ def agent(kind: AgentKind, agent_id: str) -> str:
     return f"{PREFIX}.agent.{kind}.{_token(agent_id, 'agent id')}"
 
 
+def events_of(entity: str) -> str:
+    """Every action of one entity: ``zg.v1.events.<entity>.*``."""
+    return f"{PREFIX}.events.{_token(entity, 'entity')}.*"
+
+
 def event(entity: str, action: str) -> str:
     """``zg.v1.events.<entity>.<action>``, e.g. ``event("policy", "deleted")``."""
     return f"{PREFIX}.events.{_token(entity, 'entity')}.{_token(action, 'action')}"

@@ -44,9 +44,12 @@ class JsonLinesSpanExporter(SpanExporter):
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        lines = [span.to_json(indent=None) + "\n" for span in spans]
-        with self._lock, self._path.open("a", encoding="utf-8") as fh:
-            fh.writelines(lines)
+        lines = [(span.to_json(indent=None) + "\n").encode() for span in spans]
+        # One unbuffered append per line: several processes may share the file,
+        # and each O_APPEND write lands whole.
+        with self._lock, self._path.open("ab", buffering=0) as fh:
+            for line in lines:
+                fh.write(line)
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -60,7 +63,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "ts": f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')}.{int(record.msecs):03d}",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

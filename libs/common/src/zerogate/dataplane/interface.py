@@ -37,7 +37,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -73,6 +73,9 @@ from zerogate.proto.wireguard import (
 )
 
 log = logging.getLogger(__name__)
+
+#: ``(data, source, now) -> (remote, wireguard datagram) | None``: see set_demux.
+Demux = Callable[[bytes, Endpoint, float], "tuple[Endpoint, bytes] | None"]
 
 MAX_BATCH = 256  # packets handled per readiness callback before yielding to the loop
 TUN_WRITE_BATCH = MAX_BATCH  # opened packets collected before a (coalescing) TUN write
@@ -152,6 +155,11 @@ class WireGuardInterface:
         self._closed = False
         self._tun_reader: Callable[[], None] = self._on_tun_readable
         self._gro: gso.TcpCoalescer | None = None
+        # Hooks for the agents (see set_demux and friends); None costs nothing per packet.
+        self._demux: Demux | None = None
+        self._unrouted: Callable[[bytes], None] | None = None
+        self._inbound_filter: Callable[[bytes], bool] | None = None
+        self._event_hook: Callable[[object], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -267,10 +275,79 @@ class WireGuardInterface:
         self.device.update_peer(public_key, endpoint=path.endpoint, now=self._clock())
         self._service()
 
+    def has_path(self, endpoint: Endpoint) -> bool:
+        return endpoint in self._paths
+
+    def add_path(self, path: PeerPath) -> None:
+        """Send whatever the core addresses to ``path.endpoint`` through ``path``.
+
+        Unlike :meth:`set_peer_path` this does not move a peer: it says how an
+        address is reached (e.g. answers go back through the relay a peer's
+        datagram came through, before ICE has chosen).
+        """
+        self._paths[path.endpoint] = path
+
+    def drop_path(self, endpoint: Endpoint) -> None:
+        self._paths.pop(endpoint, None)
+
+    def set_demux(self, demux: Demux | None) -> None:
+        """Hand every datagram that is not WireGuard to ``demux`` (ICE, TURN: the node).
+
+        ``demux(data, source, now)`` may return ``(remote, wireguard_datagram)``
+        (a peer's datagram unwrapped from a relay's ChannelData), which is then
+        opened as if it had come from ``remote``.
+        """
+        self._demux = demux
+
+    def set_unrouted(self, hook: Callable[[bytes], None] | None) -> None:
+        """Call ``hook(packet)`` for a TUN packet no session can carry yet.
+
+        That is a packet whose destination no peer's AllowedIPs cover, or whose
+        peer has no endpoint yet (a connection being set up). Packets for a
+        peer with an endpoint but no session are queued by the core itself.
+        """
+        self._unrouted = hook
+
+    def set_inbound_filter(self, accept: Callable[[bytes], bool] | None) -> None:
+        """Only opened packets for which ``accept(packet)`` is true reach the TUN."""
+        self._inbound_filter = accept
+
+    def set_event_hook(self, hook: Callable[[object], None] | None) -> None:
+        """Hear the core's events (handshakes, roaming) as they are drained."""
+        self._event_hook = hook
+
+    def send_packets(self, packets: Sequence[bytes]) -> None:
+        """Send IP packets into the tunnel as if read from the TUN (buffered ones, probes)."""
+        now = self._clock()
+        encrypt = self.device.encrypt
+        unrouted = self._unrouted
+        for packet in packets:
+            sealed = encrypt(packet, now)
+            if sealed is None:
+                if unrouted is not None:
+                    self._maybe_unrouted(packet, unrouted)
+                continue
+            self._send_batch(sealed[0], [sealed[1]])
+        self._service()
+
+    def write_tun(self, packets: Sequence[bytes]) -> None:
+        """Write IP packets to the local TUN (answers made up locally, e.g. ICMP)."""
+        self._write_tun(list(packets))
+
+    def service(self) -> None:
+        """Drain the core's datagrams and events now (after feeding it from elsewhere)."""
+        self._service()
+
+    def _maybe_unrouted(self, packet: bytes, hook: Callable[[bytes], None]) -> None:
+        peer = self.device.peer_for(packet)
+        if peer is None or peer.endpoint is None:
+            hook(bytes(packet))
+
     def receive(self, data: bytes, source: Endpoint) -> None:
         """Feed a datagram that arrived on a path other than the shared socket."""
         plain = self.device.decrypt(data, source, self._clock())
-        if plain and self.tun is not None:
+        accept = self._inbound_filter
+        if plain and self.tun is not None and (accept is None or accept(plain)):
             self._write_tun([plain])
         self._service()
 
@@ -289,6 +366,7 @@ class WireGuardInterface:
         batch: list[bytes] = []
         destination: Endpoint | None = None
         flush = self._send_batch
+        unrouted = self._unrouted
         for _ in range(MAX_BATCH):
             try:
                 buffer = read(fd, read_size)
@@ -306,6 +384,8 @@ class WireGuardInterface:
             for packet in packets:
                 sealed = encrypt(packet, now)
                 if sealed is None:
+                    if unrouted is not None:
+                        self._maybe_unrouted(packet, unrouted)
                     continue
                 dest, data = sealed
                 if dest != destination:
@@ -322,8 +402,12 @@ class WireGuardInterface:
         if self._paths:
             path = self._paths.get(destination)
             if path is not None:
-                for data in batch:
-                    path.send(data)
+                send_many = getattr(path, "send_many", None)
+                if send_many is not None:
+                    send_many(batch)
+                else:
+                    for data in batch:
+                        path.send(data)
                 return
         if self.udp is not None:
             self.udp.send_many(destination, batch)
@@ -338,6 +422,8 @@ class WireGuardInterface:
         gro = self.udp is not None and self.udp.gro
         recvmsg = sock.recvmsg
         recvfrom = sock.recvfrom
+        demux = self._demux
+        accept = self._inbound_filter
         budget = MAX_BATCH
         while budget > 0:
             try:
@@ -357,17 +443,31 @@ class WireGuardInterface:
             if size and size < len(data):
                 handshakes = size == INITIATION_SIZE
                 for start in range(0, len(data), size):
-                    if handshakes and data[start] == MESSAGE_INITIATION:
-                        self._note_initiation(now)
-                    opened = decrypt(data[start : start + size], source, now)
-                    if opened:
+                    segment = data[start : start + size]
+                    if demux is not None and not (segment[0] <= 4 and segment[1:4] == b"\0\0\0"):
+                        unwrapped = demux(segment, source, now)
+                        if unwrapped is None:
+                            continue
+                        opened = decrypt(unwrapped[1], unwrapped[0], now)
+                    else:
+                        if handshakes and segment[0] == MESSAGE_INITIATION:
+                            self._note_initiation(now)
+                        opened = decrypt(segment, source, now)
+                    if opened and (accept is None or accept(opened)):
                         append(opened)
                 budget -= -(-len(data) // size)
             else:
-                if len(data) == INITIATION_SIZE and data[0] == MESSAGE_INITIATION:
-                    self._note_initiation(now)
-                opened = decrypt(data, source, now)
-                if opened:
+                if demux is not None and data and not (data[0] <= 4 and data[1:4] == b"\0\0\0"):
+                    unwrapped = demux(data, source, now)
+                    if unwrapped is None:
+                        budget -= 1
+                        continue
+                    opened = decrypt(unwrapped[1], unwrapped[0], now)
+                else:
+                    if len(data) == INITIATION_SIZE and data[0] == MESSAGE_INITIATION:
+                        self._note_initiation(now)
+                    opened = decrypt(data, source, now)
+                if opened and (accept is None or accept(opened)):
                     append(opened)
                 budget -= 1
             if len(plain) >= TUN_WRITE_BATCH:
@@ -429,6 +529,8 @@ class WireGuardInterface:
         self._arm_timer()
 
     def _on_event(self, event: object) -> None:
+        if self._event_hook is not None:
+            self._event_hook(event)
         if isinstance(event, HandshakeCompleted):
             log.debug("handshake completed", extra={"peer": event.peer.hex()[:8]})
         elif isinstance(event, HandshakeTimedOut):

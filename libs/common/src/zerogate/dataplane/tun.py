@@ -132,6 +132,28 @@ class Tun:
         except NetlinkError as exc:
             raise TunError(f"configuring {self.name}: {exc}") from exc
 
+    def update_routes(
+        self, *, add: Iterable[IPNetwork] = (), remove: Iterable[IPNetwork] = ()
+    ) -> None:
+        """Route ``add`` through this device and stop routing ``remove`` (rtnetlink).
+
+        Blocking (pyroute2): call it off the event loop. Routes of a device go
+        with it, so nothing is left behind when the descriptor closes.
+        """
+        try:
+            with IPRoute() as ipr:
+                index = self.ifindex or int(ipr.link_lookup(ifname=self.name)[0])
+                for network in remove:
+                    try:
+                        ipr.route("del", dst=str(network), oif=index)
+                    except NetlinkError as exc:
+                        if exc.code not in (errno.ESRCH, errno.ENOENT):
+                            raise
+                for network in add:
+                    ipr.route("replace", dst=str(network), oif=index)
+        except (NetlinkError, IndexError) as exc:
+            raise TunError(f"routing through {self.name}: {exc}") from exc
+
     def read(self) -> bytes:
         """One packet (raises BlockingIOError when none is waiting)."""
         return os.read(self.fd, READ_SIZE)

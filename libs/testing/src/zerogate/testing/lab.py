@@ -682,12 +682,19 @@ class NetLab:
         wan: tuple[str, str],
         lan: tuple[str, str],
         random_fully: bool = False,
+        firewall: bool = True,
     ) -> NatSite:
         """Build ``host -- router(NAT) -- upstream``.
 
         ``wan`` is (router address, upstream address) on the uplink, ``lan`` is
         (host address, router address), all with prefix lengths. The host's
         default route goes to the router, the router's to ``upstream``.
+
+        With ``firewall`` (the default, as on any home or office router) the
+        router drops unsolicited packets from the uplink addressed to itself.
+        Without it, such a packet (a peer's early hole-punching probe) leaves a
+        conntrack entry that makes the NAT map the host's next flow to that
+        peer to another port, which no NAT in the field does on purpose.
         """
         router = self.namespace(f"{role}nat")
         host = self.namespace(role)
@@ -695,6 +702,11 @@ class NetLab:
         lan_link = self.link(host, router, [lan[0]], [lan[1]])
         router.enable_forwarding()
         router.masquerade(wan_link.a_if, random_fully=random_fully)
+        if firewall:
+            router.iptables(
+                "-A", "INPUT", "-i", wan_link.a_if, "-m", "conntrack",
+                "--ctstate", "NEW,INVALID", "-j", "DROP",
+            )  # fmt: skip
         ver = ipaddress.ip_interface(wan[0]).version
         router.add_route("default" if ver == 4 else "::/0", via=wan_link.b_ip(ver))
         ver = ipaddress.ip_interface(lan[0]).version

@@ -55,8 +55,12 @@ class TcpTransfer:
         *,
         seed: bytes | None = None,
         idle_timeout: float = 15.0,
+        download: bool = False,
     ) -> None:
+        """``download``: the connecting side (``sender``) receives what the
+        listening side (``receiver``) sends, as a client fetching a file does."""
         self.size = size
+        self.download = download
         self.address = address
         self.port = port
         self.seed = seed if seed is not None else os.urandom(16)
@@ -76,9 +80,10 @@ class TcpTransfer:
         self._errors: list[BaseException] = []
         self._start = 0.0
         self._end = 0.0
+        listen, connect = (self._serve, self._fetch) if download else (self._receive, self._send)
         self._threads = [
-            threading.Thread(target=self._guard(self._receive), daemon=True),
-            threading.Thread(target=self._guard(self._send), daemon=True),
+            threading.Thread(target=self._guard(listen), daemon=True),
+            threading.Thread(target=self._guard(connect), daemon=True),
         ]
 
     @property
@@ -163,16 +168,36 @@ class TcpTransfer:
         self._end = time.monotonic()
 
     def _send(self) -> None:
-        rng = random.Random(self.seed)
         self._client.connect((self.address, self.port))
+        self._write_all(self._client)
+        self._client.shutdown(socket.SHUT_WR)
+
+    def _write_all(self, sock: socket.socket) -> None:
+        rng = random.Random(self.seed)
         left = self.size
         while left > 0:
             chunk = rng.randbytes(min(self.CHUNK, left))
             self._sent_hash.update(chunk)
-            self._client.sendall(chunk)
+            sock.sendall(chunk)
             self._sent += len(chunk)
             left -= len(chunk)
-        self._client.shutdown(socket.SHUT_WR)
+
+    def _serve(self) -> None:
+        conn, _ = self._listener.accept()
+        with conn:
+            conn.settimeout(self.idle_timeout)
+            self._write_all(conn)
+            conn.shutdown(socket.SHUT_WR)
+
+    def _fetch(self) -> None:
+        self._client.connect((self.address, self.port))
+        while True:
+            chunk = self._client.recv(self.CHUNK)
+            if not chunk:
+                break
+            self._recv_hash.update(chunk)
+            self._received += len(chunk)
+        self._end = time.monotonic()
 
 
 def tcp_transfer(

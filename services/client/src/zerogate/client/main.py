@@ -1,0 +1,279 @@
+"""``zerogate``: the headless client, in the manner of Tailscale's and Firezone's CLIs.
+
+::
+
+    zerogate up                  run the client in the foreground until SIGINT/SIGTERM
+    zerogate status [--json]     state, addresses, resources, and per gateway the path
+    zerogate ping ADDRESS [--json] [-c N]
+                                 echo an address inside a resource: RTT and the path taken
+    zerogate down                stop the running client
+
+``up`` reads ``ZG_TOKEN`` or ``ZG_TOKEN_PATH`` (a service account's client
+token; removed from the environment once read), ``ZG_SIGNALING_URL``, ``ZG_ID``,
+``ZG_NAME``, ``ZG_CLIENT_INTERFACE`` (default ``zg0``) and
+``ZG_CONTROL_SOCKET`` (default ``/run/zerogate/client.sock``; the other
+commands talk to it). It needs root (CAP_NET_ADMIN, ``/dev/net/tun``).
+
+Exit codes: 0 on success; 1 when the client is refused (bad token) or not
+running, or a ping got no reply; 2 for a bad setting or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from zerogate.client import __version__
+from zerogate.client.control import DEFAULT_SOCKET, PING_MAX_COUNT, ControlServer, request
+from zerogate.common import telemetry
+from zerogate.common.agentlink import LinkFatal
+from zerogate.common.agentsettings import AgentSettings
+from zerogate.common.errors import ConfigError
+from zerogate.common.settings import build_settings
+
+
+class ClientSettings(AgentSettings):
+    client_interface: str = Field(default="zg0", pattern=r"^[A-Za-z0-9_.-]{1,15}$")
+    control_socket: Path = DEFAULT_SOCKET
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="zerogate",
+        description="Zerogate client: reach the resources your policies grant, over WireGuard.",
+        epilog="Settings come from ZG_ environment variables; see `zerogate up --help`.",
+    )
+    p.add_argument("--version", action="version", version=f"zerogate {__version__}")
+    p.add_argument(
+        "--control-socket",
+        type=Path,
+        default=None,
+        help=f"the running client's socket (default ZG_CONTROL_SOCKET or {DEFAULT_SOCKET})",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = sub.add_parser(
+        "up",
+        help="run the client in the foreground",
+        description="Run the client until SIGINT/SIGTERM or `zerogate down`. Environment: "
+        "ZG_TOKEN or ZG_TOKEN_PATH, ZG_SIGNALING_URL, ZG_ID, ZG_NAME, ZG_CLIENT_INTERFACE, "
+        "ZG_CONTROL_SOCKET, ZG_LOG_LEVEL.",
+    )
+    up.add_argument("--interface", help="TUN interface name (default ZG_CLIENT_INTERFACE or zg0)")
+    status = sub.add_parser("status", help="show the client's state")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "-v", "--verbose", action="store_true", help="also every ICE candidate pair per gateway"
+    )
+    ping = sub.add_parser("ping", help="echo an address inside a resource")
+    ping.add_argument("address", help="an IPv4 or IPv6 address inside a resource")
+    ping.add_argument("-c", "--count", type=int, default=3, help="echo requests (default 3)")
+    ping.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+    ping.add_argument("--json", action="store_true", help="machine-readable output")
+    sub.add_parser("down", help="stop the running client")
+    return p
+
+
+def _settings() -> ClientSettings:
+    try:
+        return build_settings(ClientSettings)
+    except ConfigError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(2) from None
+
+
+# --------------------------------------------------------------------------- up
+
+
+async def _up(settings: ClientSettings, token: str, urls: list[str], interface: str) -> int:
+    from zerogate.client.agent import ClientAgent
+    from zerogate.client.probe import ping
+
+    agent = ClientAgent(
+        urls=urls,
+        token=token,
+        agent_id=settings.device_id("client"),
+        name=settings.name,
+        interface_name=interface,
+    )
+    stopping = asyncio.Event()
+
+    async def handle(req: dict[str, Any]) -> dict[str, Any]:
+        command = req.get("command")
+        if command == "status":
+            return agent.status(verbose=bool(req.get("verbose")))
+        if command == "down":
+            stopping.set()
+            return {"ok": True}
+        if command == "ping":
+            address = str(req.get("address", ""))
+            count = max(1, min(int(req.get("count", 1)), PING_MAX_COUNT))
+            timeout = max(0.1, min(float(req.get("timeout", 2.0)), 60.0))
+            replies = await asyncio.to_thread(ping, address, count=count, timeout=timeout)
+            gateway = agent.gateway_for(address)
+            path = agent.node.status(gateway) if gateway and agent.node else None
+            return {"address": address, "replies": replies, "gateway_id": gateway, "path": path}
+        return {"error": f"unknown command {command!r}"}
+
+    control = ControlServer(settings.control_socket, handle)
+    await control.start()
+    task = asyncio.create_task(agent.run())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    stop_wait = asyncio.create_task(stopping.wait())
+    code = 0
+    try:
+        done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            exc = task.exception()
+            if isinstance(exc, LinkFatal):
+                print(f"error: signaling refused this client: {exc.reason}", file=sys.stderr)  # noqa: T201
+                code = 1
+            elif isinstance(exc, ConfigError):
+                print(f"error: {exc.detail}", file=sys.stderr)  # noqa: T201
+                code = 2
+            elif exc is not None:
+                raise exc
+        else:
+            await agent.stop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LinkFatal):
+                await task
+    finally:
+        stop_wait.cancel()
+        await control.close()
+    return code
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if args.control_socket is not None:
+        settings.control_socket = args.control_socket
+    try:
+        token = settings.read_token()
+        urls = settings.require_urls()
+    except ConfigError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)  # noqa: T201
+        return 2
+    telemetry.setup("zerogate-client", log_level=settings.log_level)
+    try:
+        import uvloop
+
+        return int(
+            uvloop.run(_up(settings, token, urls, args.interface or settings.client_interface))
+        )
+    finally:
+        telemetry.shutdown()
+
+
+# --------------------------------------------------------------------------- the others
+
+
+def _socket(args: argparse.Namespace) -> Path:
+    if args.control_socket is not None:
+        return Path(args.control_socket)
+    return _settings().control_socket
+
+
+def _ask(
+    args: argparse.Namespace, message: dict[str, Any], timeout: float = 30.0
+) -> dict[str, Any]:
+    try:
+        reply = request(_socket(args), message, timeout=timeout)
+    except (ConnectionError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(1) from None
+    if "error" in reply:
+        print(f"error: {reply['error']}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(1)
+    return reply
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    status = _ask(args, {"command": "status", "verbose": args.verbose})
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))  # noqa: T201
+        return 0
+    iface = status.get("interface") or {}
+    lines = [
+        f"state:      {status.get('state')}"
+        + (f" ({status['last_error']})" if status.get("last_error") else ""),
+        f"interface:  {iface.get('name')} {iface.get('ipv4') or ''} {iface.get('ipv6') or ''}",
+        f"signaling:  {status.get('signaling')}",
+        "resources:",
+    ]
+    for res in status.get("resources", []):
+        extra = ""
+        if res.get("access") == "refused":
+            violated = ",".join(res.get("violated_properties") or [])
+            extra = f" {res.get('reason')}" + (f" ({violated})" if violated else "")
+        elif res.get("gateway_id"):
+            extra = f" via {res['gateway_id']}"
+        lines.append(f"  {res['name']:<24} {res.get('address') or '':<22} {res['access']}{extra}")
+    lines.append("gateways:")
+    for gw in status.get("gateways", []):
+        path = gw.get("path") or gw.get("state")
+        if gw.get("relay_id"):
+            path = f"{path} via relay {gw['relay_id']}"
+        lines.append(
+            f"  {gw['id']} {path} {gw.get('local') or ''} -> {gw.get('remote') or ''} "
+            f"rx {gw.get('rx_bytes', 0)} tx {gw.get('tx_bytes', 0)} "
+            f"handshake {gw.get('latest_handshake') or 'never'}"
+        )
+    print("\n".join(lines))  # noqa: T201
+    return 0
+
+
+def _cmd_ping(args: argparse.Namespace) -> int:
+    try:
+        from zerogate.client.control import check_address
+
+        address = check_address(args.address)
+    except ValueError:
+        print(f"error: {args.address!r} is not an IP address", file=sys.stderr)  # noqa: T201
+        return 2
+    count = max(1, min(args.count, PING_MAX_COUNT))
+    reply = _ask(
+        args,
+        {"command": "ping", "address": address, "count": count, "timeout": args.timeout},
+        timeout=args.timeout + count + 10,
+    )
+    replies = reply.get("replies") or []
+    if args.json:
+        print(json.dumps(reply, indent=2, sort_keys=True))  # noqa: T201
+    else:
+        path = reply.get("path") or {}
+        via = path.get("path") or "no tunnel"
+        if path.get("relay_id"):
+            via = f"relayed via {path['relay_id']}"
+        for seq, rtt in enumerate(replies):
+            if rtt is None:
+                print(f"no reply from {address} (seq {seq})")  # noqa: T201
+            else:
+                print(f"pong from {address} via {via} ({path.get('remote')}) in {rtt} ms")  # noqa: T201
+    return 0 if any(r is not None for r in replies) else 1
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    _ask(args, {"command": "down"})
+    print("stopping")  # noqa: T201
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    commands = {"up": _cmd_up, "status": _cmd_status, "ping": _cmd_ping, "down": _cmd_down}
+    return commands[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
