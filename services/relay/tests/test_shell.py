@@ -513,3 +513,14 @@ async def test_credentials_living_longer_than_the_maximum_get_401(relay: RelaySe
         await client.allocate()
     finally:
         client.close()
+
+
+def test_a_wildcard_relay_counts_every_local_address_as_its_own() -> None:
+    from zerogate.relay.service import core_config, local_addresses
+
+    settings = RelaySettings(auth_secret=SECRET, public_ip=["198.51.100.7"])  # 0.0.0.0 and ::
+    own = core_config(settings, SECRET).own_addresses
+    assert "198.51.100.7" in own
+    assert set(local_addresses()) <= set(own)
+    specific = core_config(_settings(), SECRET).own_addresses
+    assert specific == ["127.0.0.1"]  # a specific listen address is the only own one
