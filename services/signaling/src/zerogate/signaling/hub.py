@@ -63,7 +63,6 @@ from zerogate.common.messages.signaling import (
     CLIENT_INBOUND,
     GATEWAY_INBOUND,
     HEARTBEAT_INTERVAL,
-    HEARTBEAT_TIMEOUT,
     PROTOCOL_VERSION,
     AgentDelivery,
     AuthorizationConfirmed,
@@ -276,7 +275,9 @@ class AgentSession(abc.ABC):
         try:
             while not self._closed:
                 try:
-                    text = await asyncio.wait_for(ws.receive_text(), HEARTBEAT_TIMEOUT)
+                    text = await asyncio.wait_for(
+                        ws.receive_text(), self.hub.settings.signaling_heartbeat_timeout
+                    )
                 except TimeoutError:
                     log.info("agent silent", extra={"kind": self.kind, "agent_id": self.id})
                     await self.close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat")

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
+from zerogate.common.messages.signaling import HEARTBEAT_TIMEOUT
 from zerogate.common.settings import ZGSettings
 from zerogate.proto.net import IPNetwork
 
@@ -41,6 +42,9 @@ class SignalingSettings(ZGSettings):
     signaling_bus_timeout: float = Field(default=5.0, gt=0.0, le=60.0)
     #: Seconds a gateway has to confirm ``create_authorization``.
     signaling_gateway_timeout: float = Field(default=5.0, gt=0.0, le=60.0)
+    #: Seconds an agent may stay silent before its session is closed (it heartbeats
+    #: every 10 s).
+    signaling_heartbeat_timeout: float = Field(default=HEARTBEAT_TIMEOUT, ge=1.0, le=3600.0)
     #: Relays offered to each agent.
     signaling_relay_count: int = Field(default=2, ge=0, le=16)
 
