@@ -145,11 +145,12 @@ class AccessTable:
     # -- the per-packet check --------------------------------------------------------
     def accept(self, packet: bytes) -> bool:
         """Whether a packet from a client may go on to the site's network."""
-        version = packet[0] >> 4
-        if version == 4:
+        n = len(packet)
+        version = packet[0] >> 4 if n else 0
+        if version == 4 and n >= 20:
             src = (4, int.from_bytes(packet[12:16], "big"))
             dst = int.from_bytes(packet[16:20], "big")
-        elif version == 6:
+        elif version == 6 and n >= 40:
             src = (6, int.from_bytes(packet[8:24], "big"))
             dst = int.from_bytes(packet[24:40], "big")
         else:
