@@ -225,3 +225,52 @@ def test_one_of_two_signaling_instances_dies_and_everything_carries_on(
     finally:
         dep.stop()
         dying.start()  # the lab's other tests want two instances again
+
+
+# --------------------------------------------------------------------------- one trace
+
+
+def test_a_connection_setup_is_one_trace_across_every_service(
+    direct_lab: ZtnaLab, admin_of: Any
+) -> None:
+    dep = deploy(direct_lab, admin_of(direct_lab))
+    try:
+        _ping_ok(dep, RESOURCE_V4)
+    finally:
+        dep.stop()  # the agents flush their spans as they exit
+    # Services export spans in batches (every few seconds): wait for them.
+    wanted = {
+        "zerogate-client": {"client.connect", "ice.connect", "wireguard.handshake"},
+        "zerogate-signaling": {"signaling.authorize"},
+        "zerogate-api": {"process zg.v1.api.flow.authorize"},
+        "zerogate-relay-registry": {"process zg.v1.relay.select"},
+        "zerogate-gateway": {"gateway.create_authorization", "ice.connect"},
+    }
+    deadline = time.monotonic() + 20
+    while True:
+        spans = direct_lab.spans()
+        connects = [
+            s for s in spans
+            if s["name"] == "client.connect"
+            and s["attributes"].get("zerogate.resource_id") == dep.resources["v4"]["id"]
+        ]  # fmt: skip
+        by_service: dict[str, set[str]] = {}
+        in_trace: list[dict[str, Any]] = []
+        if len(connects) == 1:
+            trace_id = connects[0]["context"]["trace_id"]
+            in_trace = [s for s in spans if s["context"]["trace_id"] == trace_id]
+            for span in in_trace:
+                service = span["resource"]["attributes"]["service.name"]
+                by_service.setdefault(service, set()).add(span["name"])
+        if all(names <= by_service.get(svc, set()) for svc, names in wanted.items()):
+            break
+        assert time.monotonic() < deadline, (by_service, len(connects))
+        time.sleep(0.5)
+    root = connects[0]
+    assert root["parent_id"] is None
+    assert root["attributes"]["zerogate.path"] == "direct"
+    assert " -> " in root["attributes"]["zerogate.pair"]
+    assert root["attributes"]["zerogate.setup_ms"] > 0
+    # every span but the root has its parent in the same trace
+    ids = {s["context"]["span_id"] for s in in_trace}
+    assert all(s["parent_id"] in ids for s in in_trace if s is not root)
