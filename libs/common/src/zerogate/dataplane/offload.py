@@ -59,8 +59,14 @@ def ones_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
     """Ones'-complement sum of ``data`` as 16-bit big-endian words, folded (0..0xFFFF)."""
     if len(data) & 1:
         data = bytes(data) + b"\x00"
-    total = (int.from_bytes(data, "big") + initial) % 0xFFFF
-    return total
+    return _fold(int.from_bytes(data, "big") + initial)
+
+
+def _fold(value: int) -> int:
+    """``value`` folded with end-around carry (RFC 1071 §2): a non-zero multiple of
+    0xFFFF folds to 0xFFFF ("negative zero"), as the kernel's sum does, not to 0."""
+    total = value % 0xFFFF
+    return 0xFFFF if total == 0 and value else total
 
 
 def checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
@@ -167,8 +173,8 @@ def _segment_tcp(packet: bytearray, mss: int) -> list[bytes]:
             + size
             + from_bytes(header[ip_len:header_len], "big")
             + body
-        ) % 0xFFFF
-        _U16.pack_into(header, csum_at, ~total_sum & 0xFFFF)
+        )
+        _U16.pack_into(header, csum_at, ~_fold(total_sum) & 0xFFFF)
         append(bytes(header) + chunk)
     return out
 
