@@ -300,7 +300,7 @@ class ControlPlane:
             out = subprocess.run(
                 argv, env=full, capture_output=True, text=True, timeout=60, check=True
             ).stdout
-        boot = json.loads(out.strip().splitlines()[-1])
+        boot = {**json.loads(out.strip().splitlines()[-1]), "account_slug": slug}
         return Admin(self._api.url(host=self.host), boot["token"], boot, ns=self.ns)
 
     def stop(self) -> None:

@@ -7,9 +7,12 @@
     zerogate ping ADDRESS [--json] [-c N]
                                  echo an address inside a resource: RTT and the path taken
     zerogate down                stop the running client
+    zerogate sign-in ACCOUNT     sign in through the identity provider (token kept for up)
+    zerogate sign-out            revoke the signed-in token and delete it
 
 ``up`` reads ``ZG_TOKEN`` or ``ZG_TOKEN_PATH`` (a service account's client
-token; removed from the environment once read), ``ZG_SIGNALING_URL``, ``ZG_ID``,
+token; removed from the environment once read), else the token ``sign-in``
+kept (and a new one written there takes effect without a restart), ``ZG_SIGNALING_URL``, ``ZG_ID``,
 ``ZG_NAME``, ``ZG_CLIENT_INTERFACE`` (default ``zg0``) and
 ``ZG_CONTROL_SOCKET`` (default ``/run/zerogate/client.sock``; the other
 commands talk to it). It needs root (CAP_NET_ADMIN, ``/dev/net/tun``).
@@ -34,6 +37,7 @@ from pydantic import Field
 
 from zerogate.client import __version__
 from zerogate.client.control import DEFAULT_SOCKET, PING_MAX_COUNT, ControlServer, request
+from zerogate.client.signin import SignInError, sign_in, sign_out, store_token, token_file
 from zerogate.common import telemetry
 from zerogate.common.agentlink import LinkFatal
 from zerogate.common.agentsettings import AgentSettings
@@ -44,6 +48,8 @@ from zerogate.common.settings import build_settings
 class ClientSettings(AgentSettings):
     client_interface: str = Field(default="zg0", pattern=r"^[A-Za-z0-9_.-]{1,15}$")
     control_socket: Path = DEFAULT_SOCKET
+    #: The api's REST URL, for ``sign-in`` and ``sign-out``.
+    api_url: str | None = None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,6 +85,17 @@ def _parser() -> argparse.ArgumentParser:
     ping.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
     ping.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("down", help="stop the running client")
+    sign = sub.add_parser(
+        "sign-in",
+        help="sign in through your identity provider and keep the token for `up`",
+        description="Opens your browser at your identity provider (or prints the address with "
+        "--no-browser); the token is kept with mode 0600 under ZG_STATE_DIR. Needs ZG_API_URL.",
+    )
+    sign.add_argument("account", metavar="ACCOUNT_SLUG", help="your organisation's account")
+    sign.add_argument("--provider", help="the identity provider id (when there are several)")
+    sign.add_argument("--no-browser", action="store_true", help="print the address instead")
+    sign.add_argument("--json", action="store_true", help="machine-readable output")
+    sub.add_parser("sign-out", help="revoke the signed-in token and delete it (needs ZG_API_URL)")
     return p
 
 
@@ -93,22 +110,60 @@ def _settings() -> ClientSettings:
 # --------------------------------------------------------------------------- up
 
 
-async def _up(settings: ClientSettings, token: str, urls: list[str], interface: str) -> int:
+class _TokenSource:
+    """Where ``up`` gets its token; a signed-in token file is watched for a new one."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self.path: Path | None = None
+        self._seen: float | None = None
+
+    def read(self) -> str:
+        settings = self.settings
+        if settings.token is None and settings.token_path is None:
+            signed_in = token_file(settings.state_dir)
+            if signed_in.exists():
+                settings.token_path = signed_in
+        self.path = settings.token_path
+        token = settings.read_token()
+        settings.token = None  # read once; a file is read again when it changes
+        self._seen = self._mtime()
+        return token
+
+    def _mtime(self) -> float | None:
+        if self.path is None:
+            return None
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return None
+
+    def changed(self) -> bool:
+        return self.path is not None and self._mtime() not in (None, self._seen)
+
+
+async def _up(
+    settings: ClientSettings, source: _TokenSource, urls: list[str], interface: str
+) -> int:
+    """Run agents until SIGINT/SIGTERM or ``down``.
+
+    A token signaling refuses for good (expired, revoked) ends the tunnels but
+    not the process: ``status`` says why, and a new token (``zerogate
+    sign-in`` writes one) starts a new session.
+    """
     from zerogate.client.agent import ClientAgent
     from zerogate.client.probe import ping
 
-    agent = ClientAgent(
-        urls=urls,
-        token=token,
-        agent_id=settings.device_id("client"),
-        name=settings.name,
-        interface_name=interface,
-    )
     stopping = asyncio.Event()
+    agent: ClientAgent | None = None
+    stopped_why: str | None = None
 
     async def handle(req: dict[str, Any]) -> dict[str, Any]:
         command = req.get("command")
         if command == "status":
+            if agent is None or stopped_why is not None:
+                return {"state": "stopped", "last_error": stopped_why, "resources": [],
+                        "gateways": [], "interface": {"name": interface}}  # fmt: skip
             return agent.status(verbose=bool(req.get("verbose")))
         if command == "down":
             stopping.set()
@@ -118,49 +173,93 @@ async def _up(settings: ClientSettings, token: str, urls: list[str], interface: 
             count = max(1, min(int(req.get("count", 1)), PING_MAX_COUNT))
             timeout = max(0.1, min(float(req.get("timeout", 2.0)), 60.0))
             replies = await asyncio.to_thread(ping, address, count=count, timeout=timeout)
-            gateway = agent.gateway_for(address)
-            path = agent.node.status(gateway) if gateway and agent.node else None
+            gateway = agent.gateway_for(address) if agent else None
+            path = agent.node.status(gateway) if agent and gateway and agent.node else None
             return {"address": address, "replies": replies, "gateway_id": gateway, "path": path}
         return {"error": f"unknown command {command!r}"}
 
     control = ControlServer(settings.control_socket, handle)
     await control.start()
-    task = asyncio.create_task(agent.run())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    stop_wait = asyncio.create_task(stopping.wait())
     code = 0
     try:
-        done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
+        token: str | None = source.read()
+        while not stopping.is_set():
+            if token is None:  # waiting for a new token after a refusal
+                await _wait(stopping, TOKEN_POLL)
+                if source.changed():
+                    token = _reread(source)
+                continue
+            agent = ClientAgent(
+                urls=urls,
+                token=token,
+                agent_id=settings.device_id("client"),
+                name=settings.name,
+                interface_name=interface,
+            )
+            stopped_why = None
+            task = asyncio.create_task(agent.run())
+            while not task.done() and not stopping.is_set() and not source.changed():
+                await _wait(stopping, TOKEN_POLL, task)
+            if not task.done():  # down, a signal, or a new token
+                await agent.stop()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, LinkFatal):
+                    await task
+                token = _reread(source) if source.changed() else None
+                continue
             exc = task.exception()
             if isinstance(exc, LinkFatal):
+                stopped_why = f"{exc.reason}: sign in again (zerogate sign-in) or give a new token"
                 print(f"error: signaling refused this client: {exc.reason}", file=sys.stderr)  # noqa: T201
+                token = None
                 code = 1
             elif isinstance(exc, ConfigError):
                 print(f"error: {exc.detail}", file=sys.stderr)  # noqa: T201
-                code = 2
+                return 2
             elif exc is not None:
                 raise exc
-        else:
-            await agent.stop()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, LinkFatal):
-                await task
     finally:
-        stop_wait.cancel()
         await control.close()
     return code
+
+
+#: How often ``up`` looks for a new token in its token file (seconds).
+TOKEN_POLL = 2.0
+
+
+async def _wait(
+    event: asyncio.Event, timeout: float, task: asyncio.Task[Any] | None = None
+) -> None:
+    waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(event.wait())}
+    if task is not None:
+        waiters.add(task)
+    _done, pending = await asyncio.wait(
+        waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+    )
+    for fut in pending:
+        if fut is not task:
+            fut.cancel()
+
+
+def _reread(source: _TokenSource) -> str | None:
+    try:
+        return source.read()
+    except ConfigError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)  # noqa: T201
+        return None
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
     settings = _settings()
     if args.control_socket is not None:
         settings.control_socket = args.control_socket
+    source = _TokenSource(settings)
     try:
-        token = settings.read_token()
         urls = settings.require_urls()
+        source.read()  # fail fast on a missing token
     except ConfigError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)  # noqa: T201
         return 2
@@ -168,11 +267,55 @@ def _cmd_up(args: argparse.Namespace) -> int:
     try:
         import uvloop
 
-        return int(
-            uvloop.run(_up(settings, token, urls, args.interface or settings.client_interface))
-        )
+        interface = args.interface or settings.client_interface
+        return int(uvloop.run(_up(settings, source, urls, interface)))
     finally:
         telemetry.shutdown()
+
+
+# --------------------------------------------------------------------------- sign-in
+
+
+def _cmd_sign_in(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if not settings.api_url:
+        print("error: invalid setting ZG_API_URL: sign-in needs the api's URL", file=sys.stderr)  # noqa: T201
+        return 2
+    try:
+        answer = sign_in(
+            settings.api_url,
+            args.account,
+            provider=args.provider,
+            open_browser=not args.no_browser,
+            announce=lambda text: print(text, file=sys.stderr),  # noqa: T201
+        )
+    except SignInError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    path = token_file(settings.state_dir)
+    store_token(path, str(answer["token"]))
+    summary = {"token_file": str(path), "expires_at": answer.get("expires_at"),
+               "actor_id": answer.get("actor_id")}  # fmt: skip
+    if args.json:
+        print(json.dumps(summary))  # noqa: T201
+    else:
+        print(f"signed in; the token expires at {summary['expires_at']} ({path})")  # noqa: T201
+    return 0
+
+
+def _cmd_sign_out(args: argparse.Namespace) -> int:
+    del args  # nothing to choose: the one signed-in token goes
+    settings = _settings()
+    if not settings.api_url:
+        print("error: invalid setting ZG_API_URL: sign-out needs the api's URL", file=sys.stderr)  # noqa: T201
+        return 2
+    try:
+        had = sign_out(settings.api_url, token_file(settings.state_dir))
+    except SignInError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    print("signed out" if had else "not signed in")  # noqa: T201
+    return 0
 
 
 # --------------------------------------------------------------------------- the others
@@ -271,7 +414,14 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"up": _cmd_up, "status": _cmd_status, "ping": _cmd_ping, "down": _cmd_down}
+    commands = {
+        "up": _cmd_up,
+        "status": _cmd_status,
+        "ping": _cmd_ping,
+        "down": _cmd_down,
+        "sign-in": _cmd_sign_in,
+        "sign-out": _cmd_sign_out,
+    }
     return commands[args.command](args)
 
 
