@@ -24,6 +24,7 @@ from zerogate.common.errors import ConfigError
 from zerogate.common.settings import ZGSettings as _RegistrySettings
 from zerogate.common.settings import build_settings, load_settings
 from zerogate.relay.credentials import MAX_TTL
+from zerogate.relay.heartbeat import relay_version
 from zerogate.relay.settings import DEFAULT_HTTP_PORT, DEFAULT_PORT, RelaySettings
 
 _EPILOG = """\
@@ -54,6 +55,7 @@ def serve_parser() -> argparse.ArgumentParser:
         argument_default=argparse.SUPPRESS,
     )
     add = p.add_argument
+    add("--version", action="version", version=f"zerogate-relay {relay_version()}")
     add("--relay-id", metavar="ID", help="id announced on the bus (default: relay-<hostname>)")
     add(
         "--listen-ip",
@@ -119,6 +121,7 @@ def registry_parser() -> argparse.ArgumentParser:
         description="The relay registry: collects relay heartbeats and answers "
         "zg.v1.relay.select with the nearest relays and fresh TURN credentials.",
     )
+    p.add_argument("--version", action="version", version=f"zerogate-relay {relay_version()}")
     p.add_argument("--nats-url", metavar="URL", help="NATS URL (default: ZG_NATS_URL)")
     p.add_argument(
         "--geoip-db",

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Final
 
+from zerogate.common import subjects
 from zerogate.common.bus import Bus, BusError
 from zerogate.common.listen import announce_ports, bind_failure
 from zerogate.common.messages.relay import RelayHeartbeat
@@ -47,6 +48,12 @@ EPHEMERAL_PORT_RANGE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
 FIB_TRIE: Final = Path("/proc/net/fib_trie")
 #: The host's IPv6 addresses, one per line, 32 hex digits first.
 IF_INET6: Final = Path("/proc/net/if_inet6")
+#: The interval announced by a relay's last heartbeat when it shuts down: the
+#: registry drops a relay three intervals after its latest heartbeat, so it stops
+#: offering this one at once instead of after three missed heartbeats.
+GOING_AWAY_INTERVAL_S: Final = 0.001
+#: Seconds the last heartbeat may take to reach the bus at shutdown.
+GOING_AWAY_TIMEOUT_S: Final = 2.0
 
 
 def ipv6_available() -> bool:
@@ -245,17 +252,39 @@ class RelayService:
             await self.heartbeat.run(self.bus)
 
     async def close(self) -> None:
+        """Stop heartbeating, say goodbye to the registry, then stop serving."""
         if self._bus_task is not None:
             self._bus_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._bus_task
             self._bus_task = None
+        await self.going_away()
         if self.bus is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.bus.close(), 5.0)
             self.bus = None
         await self.http.close()
         self.shell.close()
+
+    async def going_away(self) -> None:
+        """Publish a last heartbeat announcing :data:`GOING_AWAY_INTERVAL_S`.
+
+        The registry then hands out other relays at once (and publishes this
+        one's ``RelayOffline``) rather than for three more heartbeat intervals.
+        Best effort: without a bus the registry expires the relay as usual.
+        """
+        bus = self.bus
+        if bus is None or not bus.is_connected:
+            return
+        last = self.heartbeat_message().model_copy(update={"interval_s": GOING_AWAY_INTERVAL_S})
+        try:
+            publish = bus.publish(subjects.RELAY_HEARTBEAT, last)
+            await asyncio.wait_for(publish, GOING_AWAY_TIMEOUT_S)
+            await bus.flush(timeout=int(GOING_AWAY_TIMEOUT_S))
+        except Exception as exc:  # the registry expires it after three intervals instead
+            log.warning("could not announce going away", extra={"error": type(exc).__name__})
+        else:
+            log.info("told the registry this relay is going away")
 
     # -- what the probes and the heartbeat report ------------------------------
     def heartbeat_message(self) -> RelayHeartbeat:
