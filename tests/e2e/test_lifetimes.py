@@ -123,3 +123,32 @@ def _deploy_with_token_expiring(lab: ZtnaLab, admin: Any, expires: datetime) -> 
     dep.client = lab.start_client(token)
     dep.wait_ready()
     return dep
+
+
+def test_an_expiring_token_ends_the_tunnels_and_status_says_why(plain_lab: ZtnaLab) -> None:
+    lab = plain_lab
+    assert lab.plane is not None
+    admin = lab.plane.admin()
+    try:
+        expires = datetime.now(UTC) + timedelta(seconds=15)
+        dep = _deploy_with_token_expiring(lab, admin, expires)
+        try:
+            assert dep.client.ping(RESOURCE_V4, count=1, timeout=5)["replies"][0] is not None
+            interface = dep.client.interface
+            assert dep.client.ns.link_exists(interface)
+            deadline = time.monotonic() + (expires - datetime.now(UTC)).total_seconds() + 10
+            status: dict[str, Any] = {}
+            while time.monotonic() < deadline:
+                status = dep.client.status()
+                if status.get("state") == "stopped":
+                    break
+                time.sleep(0.5)
+            assert status.get("state") == "stopped", status
+            assert "token_expired" in (status.get("last_error") or ""), status
+            assert "sign in again" in status["last_error"]
+            assert not dep.client.ns.link_exists(interface)  # the tunnel is gone
+            assert dep.client.process.alive()  # the client still answers status
+        finally:
+            dep.stop()
+    finally:
+        admin.close()

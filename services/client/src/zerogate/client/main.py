@@ -143,7 +143,7 @@ class _TokenSource:
 
 
 async def _up(
-    settings: ClientSettings, source: _TokenSource, urls: list[str], interface: str
+    settings: ClientSettings, source: _TokenSource, token: str, urls: list[str], interface: str
 ) -> int:
     """Run agents until SIGINT/SIGTERM or ``down``.
 
@@ -185,16 +185,16 @@ async def _up(
         loop.add_signal_handler(sig, stopping.set)
     code = 0
     try:
-        token: str | None = source.read()
+        next_token: str | None = token
         while not stopping.is_set():
-            if token is None:  # waiting for a new token after a refusal
+            if next_token is None:  # waiting for a new token after a refusal
                 await _wait(stopping, TOKEN_POLL)
                 if source.changed():
-                    token = _reread(source)
+                    next_token = _reread(source)
                 continue
             agent = ClientAgent(
                 urls=urls,
-                token=token,
+                token=next_token,
                 agent_id=settings.device_id("client"),
                 name=settings.name,
                 interface_name=interface,
@@ -208,13 +208,13 @@ async def _up(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, LinkFatal):
                     await task
-                token = _reread(source) if source.changed() else None
+                next_token = _reread(source) if source.changed() else None
                 continue
             exc = task.exception()
             if isinstance(exc, LinkFatal):
                 stopped_why = f"{exc.reason}: sign in again (zerogate sign-in) or give a new token"
                 print(f"error: signaling refused this client: {exc.reason}", file=sys.stderr)  # noqa: T201
-                token = None
+                next_token = None
                 code = 1
             elif isinstance(exc, ConfigError):
                 print(f"error: {exc.detail}", file=sys.stderr)  # noqa: T201
@@ -259,7 +259,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     source = _TokenSource(settings)
     try:
         urls = settings.require_urls()
-        source.read()  # fail fast on a missing token
+        token = source.read()
     except ConfigError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)  # noqa: T201
         return 2
@@ -268,7 +268,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         import uvloop
 
         interface = args.interface or settings.client_interface
-        return int(uvloop.run(_up(settings, source, urls, interface)))
+        return int(uvloop.run(_up(settings, source, token, urls, interface)))
     finally:
         telemetry.shutdown()
 
