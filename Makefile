@@ -19,7 +19,7 @@ $(STAMP): constraints.txt $(wildcard libs/*/pyproject.toml) $(wildcard services/
 	@touch $(STAMP)
 
 dev: install
-	$(PY) -m zerogate.common.devstack dev
+	$(PY) -m zerogate.common.devstack dev $(if $(filter 1 yes true,$(AGENTS)),--agents)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from zerogate.common import devagents
 from zerogate.common.errors import ConfigError
 from zerogate.common.listen import PORTS_FILE_ENV, wait_for_ports
 from zerogate.common.servers import NatsServer, PostgresServer, find_executable
@@ -128,12 +129,13 @@ def _optional_executable(name: str) -> str | None:
         return None
 
 
-def _services(bind: str, env: dict[str, str]) -> list[Service]:
+def _services(bind: str, env: dict[str, str], *, agents: bool = False) -> list[Service]:
     host = _url_host(bind)
     public_ip = _ip_setting("ZG_RELAY_PUBLIC_IP", "127.0.0.1" if host == "127.0.0.1" else bind)
+    default_allow = "127.0.0.0/8,::1/128" + (f",{devagents.NETWORK}" if agents else "")
     allow = [
         net.strip()
-        for net in os.environ.get("ZG_RELAY_ALLOW_PEERS", "127.0.0.0/8,::1/128").split(",")
+        for net in os.environ.get("ZG_RELAY_ALLOW_PEERS", default_allow).split(",")
         if net.strip()
     ]
     secret = env.get("ZG_RELAY_AUTH_SECRET") or os.urandom(16).hex()
@@ -213,7 +215,7 @@ def _start(svc: Service, env: dict[str, str], state: Path) -> None:
         _wait_healthy(svc, svc.health(svc.bound), START_TIMEOUT)
 
 
-def run_dev(state: Path) -> int:
+def run_dev(state: Path, *, agents: bool = False) -> int:
     state.mkdir(parents=True, exist_ok=True)
     (state / "logs").mkdir(exist_ok=True)
     (state / "run").mkdir(exist_ok=True)
@@ -227,10 +229,16 @@ def run_dev(state: Path) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     started: list[Service] = []
+    dev_agents: devagents.DevAgents | None = None
     nats: NatsServer | None = None
     postgres: PostgresServer | None = None
     try:
-        bind = _ip_setting("ZG_BIND_IP", "127.0.0.1")
+        if agents and (why := devagents.available()) is not None:
+            raise ConfigError(f"AGENTS=1: {why}")
+        # With the dev agents, everything listens on an address their namespaces reach.
+        bind = _ip_setting("ZG_BIND_IP", devagents.BIND_IP if agents else "127.0.0.1")
+        if agents:
+            devagents.build_network()
         host = _url_host(bind)
         nats = NatsServer(state / "nats", host=bind, port=_port("ZG_NATS_PORT"))
         nats.start()
@@ -246,7 +254,7 @@ def run_dev(state: Path) -> int:
         if not env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
             env.setdefault("ZG_TRACES_FILE", str(state / "traces.jsonl"))
         exported: dict[str, str] = {"ZG_DATABASE_URL": database_url, "ZG_NATS_URL": nats_url}
-        for svc in _services(bind, env):
+        for svc in _services(bind, env, agents=agents):
             if stopping:
                 break
             started.append(svc)
@@ -259,6 +267,18 @@ def run_dev(state: Path) -> int:
         (state / "dev.env").write_text(
             "".join(f"export {k}={json.dumps(v)}\n" for k, v in exported.items())
         )
+        if agents and not stopping:
+            dev_agents = devagents.DevAgents(
+                state, exported["ZG_API_URL"], exported["ZG_SIGNALING_URL"], env
+            )
+            command = dev_agents.start()
+            lines = [
+                f"gateway    in namespace {devagents.GATEWAY_NS}",
+                f"client     in namespace {devagents.CLIENT_NS}",
+                f"resource   http://{devagents.RESOURCE_IP}:{devagents.RESOURCE_PORT}/",
+                f"try:       {command}",
+            ]
+            print("\n".join(lines), flush=True)  # noqa: T201
         print(  # noqa: T201
             f"environment written to {state / 'dev.env'}; logs in {state / 'logs'}; "
             "press Ctrl-C to stop",
@@ -277,6 +297,10 @@ def run_dev(state: Path) -> int:
         print(f"error: {exc.detail}", file=sys.stderr)  # noqa: T201
         return 1
     finally:
+        if dev_agents is not None:
+            dev_agents.stop()
+        elif agents:
+            devagents.remove_network()
         for svc in reversed(started):
             _stop(svc.proc)
         if postgres is not None:
@@ -293,9 +317,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     dev = sub.add_parser("dev", help="start NATS, Postgres and every service; stop on Ctrl-C")
     dev.add_argument("--state-dir", default=".zerogate", help="where data and logs go")
+    dev.add_argument(
+        "--agents",
+        action="store_true",
+        help="as root: also a gateway, a client and a sample resource in namespaces",
+    )
     args = parser.parse_args(argv)
     if args.command == "dev":
-        return run_dev(Path(args.state_dir))
+        return run_dev(Path(args.state_dir), agents=args.agents)
     return 2  # pragma: no cover - argparse refuses unknown commands
 
 
