@@ -89,6 +89,7 @@ def _resource_view(r: ResourceRow) -> ResourceView:
         address_description=r.address_description,
         site_id=str(r.site_id),
         filters=[ResourceFilter.model_validate(f) for f in r.filters],
+        ip_stack=r.ip_stack,  # type: ignore[arg-type]
     )
 
 

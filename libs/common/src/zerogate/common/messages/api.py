@@ -56,6 +56,8 @@ class ResourceView(Message):
     address_description: str | None = None
     site_id: str
     filters: list[ResourceFilter] = Field(default_factory=list)
+    #: A DNS resource's address families: its names get proxy addresses of these only.
+    ip_stack: Literal["dual", "ipv4_only", "ipv6_only"] = "dual"
 
 
 class ClientInitRequest(Message):

@@ -82,14 +82,13 @@ from __future__ import annotations
 import ipaddress
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Final, Literal, TypedDict
-
-import idna
 
 from zerogate.api.engine.errors import EngineValidationError
 from zerogate.api.engine.errors import show_input as _show
 from zerogate.api.engine.publicsuffix import covering_public_suffix
+from zerogate.proto.dns import names as _names
+from zerogate.proto.dns.names import MAX_LABEL_LENGTH, MAX_NAME_LENGTH, NameMatcher
 from zerogate.proto.net import IPAddress, IPNetwork, embedded_ipv4_networks
 
 __all__ = [
@@ -108,12 +107,11 @@ ResourceType = Literal["cidr", "ip", "dns", "internet"]
 RESOURCE_TYPES: Final = ("cidr", "ip", "dns", "internet")
 
 
-# RFC 1035 §2.3.4: labels 63 octets or less, names 255 octets or less on the wire,
-# which is 253 characters in dotted text without the trailing dot.
-MAX_LABEL_LENGTH: Final = 63
-MAX_NAME_LENGTH: Final = 253
-# Unicode input may shrink under UTS #46 mapping; anything longer than this cannot fit.
-_MAX_INPUT_LENGTH: Final = 4 * MAX_NAME_LENGTH
+# Label and name lengths (RFC 1035 §2.3.4), wildcards, pattern kinds and the
+# matching itself come from zerogate.proto.dns.names, which the client shares.
+_MAX_INPUT_LENGTH: Final = _names.MAX_INPUT_LENGTH
+_WILDCARD_CHARS: Final = _names.WILDCARD_CHARS
+_DOUBLE_STAR: Final = _names.DOUBLE_STAR
 
 # (network, why) — the first one that overlaps names the refusal. Specific first.
 _REFUSED_V4: Final[tuple[tuple[ipaddress.IPv4Network, str], ...]] = (
@@ -144,14 +142,6 @@ _REFUSED_V6: Final[tuple[tuple[ipaddress.IPv6Network, str], ...]] = (
 )
 
 _LABEL_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
-_WILDCARD_CHARS: Final = frozenset("*?")
-_DOUBLE_STAR: Final = "**"
-
-# Kinds of DNS patterns, in precedence order (lower wins).
-KIND_EXACT: Final = 0
-KIND_QUESTION: Final = 1
-KIND_STAR: Final = 2
-KIND_DOUBLE_STAR: Final = 3
 
 
 def _invalid(message: str) -> EngineValidationError:
@@ -226,13 +216,11 @@ def normalize_ip(text: str) -> IPAddress:
 
 
 def _to_ascii_label(label: str) -> str:
-    if label.isascii():
-        return label.lower()
-    if any(ch in _WILDCARD_CHARS for ch in label):
+    if not label.isascii() and any(ch in _WILDCARD_CHARS for ch in label):
         raise _invalid(f"a label cannot mix wildcards and non-ASCII characters: {_show(label)}")
     try:
-        return idna.encode(label, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError):
+        return _names.to_ascii_label(label)
+    except _names.LabelError:
         raise _invalid(f"label is not a valid internationalised label: {_show(label)}") from None
 
 
@@ -312,110 +300,20 @@ def _refuse_public_wildcard(labels: list[str]) -> None:
         )
 
 
-def _glob_label(pattern: str, text: str) -> bool:
-    """Match one label against a pattern of literal characters, ``?`` and ``*``.
+class DnsPattern(_names.DnsPattern):
+    """A validated, normalised DNS name or wildcard pattern. Build with :meth:`parse`.
 
-    Greedy with one backtrack point: O(len(pattern) * len(text)) in the worst case.
+    The matching itself is :class:`zerogate.proto.dns.names.DnsPattern`'s, which
+    the client applies to the names it is asked for.
     """
-    p = t = 0
-    star = -1
-    mark = 0
-    while t < len(text):
-        if p < len(pattern) and (pattern[p] == "?" or pattern[p] == text[t]):
-            p += 1
-            t += 1
-        elif p < len(pattern) and pattern[p] == "*":
-            star = p
-            mark = t
-            p += 1
-        elif star >= 0:
-            p = star + 1
-            mark += 1
-            t = mark
-        else:
-            return False
-    while p < len(pattern) and pattern[p] == "*":
-        p += 1
-    return p == len(pattern)
 
-
-def _query_labels(name: str) -> tuple[str, ...] | None:
-    """Normalise a queried name leniently; ``None`` when it cannot be a DNS name."""
-    text = name.strip()
-    if text.endswith("."):
-        text = text[:-1]
-    if not text or len(text) > _MAX_INPUT_LENGTH:
-        return None
-    try:
-        labels = tuple(_to_ascii_label(label) for label in text.split("."))
-    except EngineValidationError:
-        return None
-    if any(not label or len(label) > MAX_LABEL_LENGTH for label in labels):
-        return None
-    if sum(len(label) for label in labels) + len(labels) - 1 > MAX_NAME_LENGTH:
-        return None
-    return labels
-
-
-@dataclass(frozen=True, slots=True)
-class DnsPattern:
-    """A validated, normalised DNS name or wildcard pattern. Build with :meth:`parse`."""
-
-    pattern: str
-    labels: tuple[str, ...] = field(repr=False)
-    kind: int = field(repr=False)
-    literal_labels: int = field(repr=False)
-    literal_chars: int = field(repr=False)
+    __slots__ = ()
 
     @classmethod
     def parse(cls, text: str) -> DnsPattern:
-        pattern = normalize_dns_pattern(text)
-        labels = tuple(pattern.split("."))
-        if _DOUBLE_STAR in labels:
-            kind = KIND_DOUBLE_STAR
-        elif "*" in pattern:
-            kind = KIND_STAR
-        elif "?" in pattern:
-            kind = KIND_QUESTION
-        else:
-            kind = KIND_EXACT
-        literal_labels = sum(1 for label in labels if not set(label) & _WILDCARD_CHARS)
-        literal_chars = sum(1 for ch in pattern if ch not in _WILDCARD_CHARS and ch != ".")
-        return cls(pattern, labels, kind, literal_labels, literal_chars)
-
-    @property
-    def is_wildcard(self) -> bool:
-        return self.kind != KIND_EXACT
-
-    @property
-    def precedence(self) -> tuple[int, int, int, str]:
-        """Sort key: smaller is more specific (exact > ? > * > **, then more literal)."""
-        return (self.kind, -self.literal_labels, -self.literal_chars, self.pattern)
-
-    def matches(self, name: str) -> bool:
-        """Whether the queried ``name`` (any case, trailing dot, unicode) matches."""
-        labels = _query_labels(name)
-        return labels is not None and self.matches_labels(labels)
-
-    def matches_labels(self, name_labels: Sequence[str]) -> bool:
-        """Match already-normalised labels (lower-case ASCII)."""
-        if self.kind == KIND_EXACT:
-            return tuple(name_labels) == self.labels
-        # Set of positions in the name reachable after consuming pattern labels.
-        reachable = {0}
-        count = len(name_labels)
-        for label in self.labels:
-            if label == _DOUBLE_STAR:
-                reachable = set(range(min(reachable), count + 1))
-            elif set(label) & _WILDCARD_CHARS:
-                reachable = {
-                    j + 1 for j in reachable if j < count and _glob_label(label, name_labels[j])
-                }
-            else:
-                reachable = {j + 1 for j in reachable if j < count and name_labels[j] == label}
-            if not reachable:
-                return False
-        return count in reachable
+        pattern = cls.compile(normalize_dns_pattern(text))
+        assert isinstance(pattern, DnsPattern)
+        return pattern
 
 
 # ---------------------------------------------------------------------- address
@@ -442,9 +340,6 @@ def normalize_address(type: ResourceType | str, address: str | None) -> str | No
     return normalize_dns_pattern(address)
 
 
-_WildcardKey = tuple[int, int, int, str, str]
-
-
 class ResourceMatcher:
     """Find the resource for an IP address or a queried DNS name.
 
@@ -452,17 +347,16 @@ class ResourceMatcher:
     and normalised (a bad one raises ``ValueError``). ``match_ip`` answers by
     longest prefix (ties: lowest resource id), falling back to an ``internet``
     resource if there is one; ``match_name`` by the DNS precedence of the module
-    docstring. Both cost a few dictionary lookups, not a scan of all resources.
+    docstring (:class:`zerogate.proto.dns.names.NameMatcher`, which the client
+    uses too). Both cost a few dictionary lookups, not a scan of all resources.
     """
 
-    __slots__ = ("_exact", "_internet", "_prefixes", "_wildcards")
+    __slots__ = ("_internet", "_names", "_prefixes")
 
     def __init__(self, items: Iterable[tuple[str, ResourceType | str, str | None]]) -> None:
         # family version -> [(prefixlen, {network int -> resource id})], longest first
         by_len: dict[int, dict[int, dict[int, str]]] = {4: {}, 6: {}}
-        exact: dict[tuple[str, ...], str] = {}
-        # literal suffix (trailing labels without wildcards) -> [(key, pattern, id)]
-        wildcards: dict[tuple[str, ...], list[tuple[_WildcardKey, DnsPattern, str]]] = {}
+        patterns: list[tuple[str, DnsPattern]] = []
         internet: str | None = None
         for resource_id, rtype, address in items:
             normalized = normalize_address(rtype, address)
@@ -476,19 +370,7 @@ class ResourceMatcher:
                 table[key] = min(table.get(key, resource_id), resource_id)
             else:
                 assert normalized is not None
-                pattern = DnsPattern.parse(normalized)
-                if pattern.kind == KIND_EXACT:
-                    exact[pattern.labels] = min(exact.get(pattern.labels, resource_id), resource_id)
-                    continue
-                suffix: list[str] = []
-                for label in reversed(pattern.labels):
-                    if set(label) & _WILDCARD_CHARS:
-                        break
-                    suffix.append(label)
-                bucket = wildcards.setdefault(tuple(reversed(suffix)), [])
-                bucket.append(((*pattern.precedence, resource_id), pattern, resource_id))
-        for bucket in wildcards.values():
-            bucket.sort(key=lambda entry: entry[0])
+                patterns.append((resource_id, DnsPattern.parse(normalized)))
         self._prefixes: dict[int, tuple[tuple[int, int, Mapping[int, str]], ...]] = {}
         for version, lengths in by_len.items():
             bits = 32 if version == 4 else 128
@@ -497,8 +379,7 @@ class ResourceMatcher:
                 (plen, full ^ ((1 << (bits - plen)) - 1), lengths[plen])
                 for plen in sorted(lengths, reverse=True)
             )
-        self._exact = exact
-        self._wildcards = wildcards
+        self._names = NameMatcher(patterns)
         self._internet = internet
 
     def match_ip(self, ip: IPAddress | str) -> str | None:
@@ -519,24 +400,7 @@ class ResourceMatcher:
 
     def match_name(self, fqdn: str) -> str | None:
         """The resource id for a queried name; ``None`` if no DNS resource matches."""
-        labels = _query_labels(fqdn)
-        if labels is None:
-            return None
-        found = self._exact.get(labels)
-        if found is not None:
-            return found
-        best: tuple[_WildcardKey, str] | None = None
-        for start in range(len(labels)):
-            bucket = self._wildcards.get(labels[start:])
-            if bucket is None:
-                continue
-            for key, pattern, resource_id in bucket:
-                if best is not None and best[0] < key:
-                    break
-                if pattern.matches_labels(labels):
-                    best = (key, resource_id)
-                    break
-        return None if best is None else best[1]
+        return self._names.match(fqdn)
 
 
 # ---------------------------------------------------------------------- filters

@@ -15,7 +15,7 @@ from zerogate.api.engine.addresses import Filter
 from zerogate.api.pagination import PageParams, keyset_clause
 
 COLUMNS: Final = (
-    "id, account_id, type, address, name, address_description, site_id, filters,"
+    "id, account_id, type, address, name, address_description, site_id, filters, ip_stack,"
     " created_at, updated_at"
 )
 
@@ -32,6 +32,7 @@ class ResourceRow:
     address_description: str | None
     site_id: uuid.UUID
     filters: list[Filter]
+    ip_stack: str
     created_at: datetime
     updated_at: datetime
 
@@ -43,8 +44,8 @@ async def create_resource(
         ResourceRow,
         await conn.fetchrow(
             f"""INSERT INTO resources (account_id, type, address, name, address_description,
-                                       site_id, filters)
-                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}""",
+                                       site_id, filters, ip_stack)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}""",
             account_id,
             values["type"],
             values["address"],
@@ -52,6 +53,7 @@ async def create_resource(
             values["address_description"],
             values["site_id"],
             values["filters"],
+            values.get("ip_stack", "dual"),
         ),
     )
 
@@ -97,7 +99,7 @@ async def update_resource(
     allowed = {
         k: v
         for k, v in changes.items()
-        if k in {"address", "name", "address_description", "site_id", "filters"}
+        if k in {"address", "name", "address_description", "site_id", "filters", "ip_stack"}
     }
     if not allowed:
         return await get_resource(conn, account_id, resource_id)

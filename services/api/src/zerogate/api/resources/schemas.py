@@ -12,6 +12,9 @@ from zerogate.api.fields import BoundedObject, Name, Text
 from zerogate.api.pagination import ordered
 
 ResourceType = Literal["cidr", "ip", "dns", "internet"]
+#: The address families a DNS resource's names are answered in (Firezone's ``ip_stack``);
+#: only ``dual`` makes sense for the other types.
+IpStack = Literal["dual", "ipv4_only", "ipv6_only"]
 #: Filters are checked by ``zerogate.api.engine.addresses.validate_filters``.
 Filters = Annotated[list[BoundedObject], Field(max_length=16)]
 
@@ -28,6 +31,7 @@ class ResourceCreate(BaseModel):
         default_factory=list,
         examples=[[{"protocol": "tcp", "ports": ["443", "8000-8100"]}, {"protocol": "icmp"}]],
     )
+    ip_stack: IpStack = "dual"
 
 
 class ResourceUpdate(BaseModel):
@@ -38,6 +42,7 @@ class ResourceUpdate(BaseModel):
     address_description: Text | None = None
     site_id: uuid.UUID | None = None
     filters: Filters | None = None
+    ip_stack: IpStack | None = None
 
 
 class ResourcePublic(BaseModel):
@@ -48,6 +53,7 @@ class ResourcePublic(BaseModel):
     address_description: str | None
     site_id: uuid.UUID
     filters: list[dict[str, Any]]
+    ip_stack: IpStack
     created_at: datetime
     updated_at: datetime
 

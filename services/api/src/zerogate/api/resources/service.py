@@ -37,6 +37,15 @@ def _filters(raw: list[dict[str, Any]]) -> list[Filter]:
         raise Invalid(f"filters: {exc}", loc=("body", "filters")) from exc
 
 
+def _ip_stack(type_: str, ip_stack: str) -> str:
+    if type_ != "dns" and ip_stack != "dual":
+        raise Invalid(
+            "ip_stack: only a dns resource has address families to choose",
+            loc=("body", "ip_stack"),
+        )
+    return ip_stack
+
+
 async def _require_site(conn: Connection, principal: Principal, site_id: uuid.UUID) -> None:
     if await sites.get_site(conn, principal.account_id, site_id) is None:
         raise not_found("site")
@@ -52,6 +61,7 @@ async def create_resource(
         "address_description": body.address_description,
         "site_id": body.site_id,
         "filters": _filters(body.filters),
+        "ip_stack": _ip_stack(body.type, body.ip_stack),
     }
     async with unit_of_work(pool, publisher) as uow:
         await _require_site(uow.conn, principal, body.site_id)
@@ -95,7 +105,7 @@ async def update_resource(
     body: ResourceUpdate,
 ) -> ResourcePublic:
     changes = body.model_dump(exclude_unset=True)
-    for key in ("name", "site_id", "filters"):
+    for key in ("name", "site_id", "filters", "ip_stack"):
         if key in changes and changes[key] is None:
             raise Invalid(f"{key}: can't be null", loc=("body", key))
     async with unit_of_work(pool, publisher) as uow:
@@ -106,6 +116,8 @@ async def update_resource(
             changes["address"] = _address(current.type, changes["address"])
         if "filters" in changes:
             changes["filters"] = _filters(changes["filters"])
+        if "ip_stack" in changes:
+            changes["ip_stack"] = _ip_stack(current.type, changes["ip_stack"])
         if "site_id" in changes:
             await _require_site(uow.conn, principal, changes["site_id"])
         row = await repository.update_resource(uow.conn, principal.account_id, resource_id, changes)

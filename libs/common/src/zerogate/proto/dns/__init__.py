@@ -1,0 +1,1 @@
+"""DNS: name patterns shared by the api and the client, wire helpers, proxy addresses."""
