@@ -295,6 +295,11 @@ class ClientAgent(AgentRuntime):
         )  # fmt: skip
         if was is not None:
             self._sync_gateway_ips()
+            if not self.resources.via(was) and self.node is not None:
+                # The gateway drops a client it serves nothing: do the same, so
+                # the next authorization sets up a new connection.
+                self.node.disconnect(was, reason=None)
+                self.gateways.pop(was, None)
         self._prohibit(list(state.buffer))
         state.buffer.clear()
 

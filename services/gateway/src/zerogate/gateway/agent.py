@@ -29,6 +29,7 @@ from opentelemetry import propagate, trace
 
 from zerogate.common.agentlink import LinkFatal, SignalingLink
 from zerogate.common.messages.signaling import (
+    NO_CONNECTION,
     AuthorizationConfirmed,
     CreateAuthorization,
     Disconnect,
@@ -181,7 +182,7 @@ class GatewayAgent(AgentRuntime):
             return False, "the gateway is not ready"
         client = create.client
         if create.connection is None and client.id not in self.node.connections:
-            return False, "no connection to this client"
+            return False, NO_CONNECTION
         self.access.grant(client, create.resource, create.ref, create.expires_at)
         if create.connection is not None:
             conn = create.connection

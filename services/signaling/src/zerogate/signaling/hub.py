@@ -63,6 +63,7 @@ from zerogate.common.messages.signaling import (
     CLIENT_INBOUND,
     GATEWAY_INBOUND,
     HEARTBEAT_INTERVAL,
+    NO_CONNECTION,
     PROTOCOL_VERSION,
     AgentDelivery,
     AuthorizationConfirmed,
@@ -91,6 +92,7 @@ from zerogate.common.messages.signaling import (
     RequestAuthorization,
     ResourceCreatedOrUpdated,
     ResourceDeleted,
+    ResourceUpdated,
     Traced,
 )
 from zerogate.signaling import metrics
@@ -355,6 +357,8 @@ class GatewaySession(AgentSession):
         self.site_id = init.site_id
         #: (client id, resource id) → what the authorization rests on
         self.authorizations: dict[tuple[str, str], AuthorizationRef] = {}
+        #: The resources as the gateway last heard of them (a change is sent on).
+        self.resources: dict[str, ResourceView] = {}
         self._confirmations: dict[str, asyncio.Future[AuthorizationConfirmed]] = {}
 
     def clients(self) -> set[str]:
@@ -389,6 +393,7 @@ class GatewaySession(AgentSession):
         waiter: asyncio.Future[AuthorizationConfirmed] = asyncio.get_running_loop().create_future()
         self._confirmations[ref.id] = waiter
         self.authorizations[(ref.client_id, ref.resource_id)] = ref
+        self.resources[create.resource.id] = create.resource
         await self.send(create)
         try:
             confirmed = await asyncio.wait_for(waiter, self.hub.settings.signaling_gateway_timeout)
@@ -829,12 +834,15 @@ class Hub:
                 )
                 keys[gateway.id] = gateway.public_key
         views = {g.id: g for g in reply.gateways}
+        # Gateways that said they lost the client's tunnel: they get a new connection.
+        stale: set[str] = set()
         while online:
             pick = choose_gateway(online, connected=request.connected_gateway_ids, rng=self._rng)
             assert pick is not None
             online.remove(pick)
             gateway = views[pick.id]
-            connection = None if pick.id in request.connected_gateway_ids else new_connection()
+            reuse = pick.id in request.connected_gateway_ids and pick.id not in stale
+            connection = None if reuse else new_connection()
             ref = AuthorizationRef(
                 id=uuid.uuid4().hex,
                 account_id=session.account_id,
@@ -857,6 +865,8 @@ class Hub:
                 resource=reply.resource,
                 expires_at=reply.expires_at,
                 connection=connection,
+                domain=request.domain,
+                proxy_ips=request.proxy_ips,
             )
             try:
                 confirmation = await self.bus.request(
@@ -868,6 +878,9 @@ class Hub:
             except (BusError, RemoteError):
                 continue  # it left meanwhile: try the next
             if not confirmation.ok:
+                if connection is None and confirmation.detail == NO_CONNECTION:
+                    stale.add(pick.id)  # the same gateway again, with a new connection
+                    online.insert(0, pick)
                 continue
             session.gateways.add(pick.id)
             await session.send(
@@ -881,6 +894,7 @@ class Hub:
                         gateway_ipv6=gateway.ipv6,
                         expires_at=reply.expires_at,
                         connection=connection,
+                        domain=request.domain,
                     )
                 )
             )
@@ -974,6 +988,7 @@ class Hub:
     async def _redecide_gateway(self, session: GatewaySession) -> None:
         refs = list(session.authorizations.values())
         decisions = await asyncio.gather(*(self._decide(ref) for ref in refs))
+        changed: dict[str, ResourceView] = {}
         for ref, reply in zip(refs, decisions, strict=True):
             if reply is None:
                 continue
@@ -983,6 +998,11 @@ class Hub:
                 and reply.resource.site_id == session.site_id
             )
             if still:
+                # Still allowed, but the resource itself may have changed (its
+                # filters): the gateway applies that to the flows it carries.
+                assert reply.resource is not None
+                if session.resources.get(ref.resource_id) != reply.resource:
+                    changed[ref.resource_id] = reply.resource
                 continue
             session.authorizations.pop((ref.client_id, ref.resource_id), None)
             await session.send(
@@ -998,6 +1018,9 @@ class Hub:
                 )
             )
             await self._to_agent("client", ref.client_id, notice)
+        for resource in changed.values():
+            session.resources[resource.id] = resource
+            await session.send(_stamp(ResourceUpdated(resource=resource)))
 
     async def _refresh_resources(self, session: ClientSession) -> None:
         try:

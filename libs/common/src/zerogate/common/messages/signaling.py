@@ -19,6 +19,16 @@ Flow of a connection (DESIGN.md, "Connection setup")::
       │ ice_candidates ─────────────▶│ ice_candidates ──────────────▶│
       │◀───────────── ice_candidates │◀──────────────── ice_candidates│
 
+DNS resources: the client answers a name that matches a DNS resource with
+proxy addresses of its own (DESIGN.md, "Addresses"). The first packet to one
+makes it ask for the resource with ``domain`` (the name) and ``proxy_ips``
+(the addresses it gave that name) in ``request_authorization``; signaling
+passes both on in ``create_authorization``, so the gateway learns which name
+each proxy address stands for (it translates them to the name's real
+addresses), and echoes ``domain`` in ``authorization_created``. Each name of a
+wildcard resource is asked for on its own. Agents that do not know these
+fields ignore them.
+
 A message for an agent travels on the bus on that agent's subject
 (``zg.v1.agent.<kind>.<id>``) as the very model the agent receives, so any
 signaling instance can reach any agent. ``create_authorization`` is a bus
@@ -44,10 +54,15 @@ from zerogate.common.messages.api import ResourceView
 PROTOCOL_VERSION: Final = 1
 #: Frames larger than this close the session (WebSocket close code 1009).
 MAX_FRAME_BYTES: Final = 64 * 1024
+#: Proxy addresses a client gives one name: 4 per address family (DESIGN.md).
+MAX_PROXY_IPS: Final = 8
 #: Seconds between heartbeats, each way.
 HEARTBEAT_INTERVAL: Final = 10.0
 #: A peer silent for this long is gone.
 HEARTBEAT_TIMEOUT: Final = 30.0
+#: A gateway's refusal of an authorization that reuses a tunnel it no longer has;
+#: signaling then asks again with a new connection.
+NO_CONNECTION: Final = "no connection to this client"
 
 
 class CloseCode:
@@ -214,6 +229,8 @@ class AuthorizationCreated(Traced):
     gateway_ipv6: str
     expires_at: datetime | None = None
     connection: Connection | None = None
+    #: For a DNS resource: the name this authorization was asked for (echoed).
+    domain: str | None = Field(default=None, max_length=253)
 
 
 class AuthorizationFailed(Traced):
@@ -285,6 +302,10 @@ class CreateAuthorization(Traced):
     resource: ResourceView
     expires_at: datetime | None = None
     connection: Connection | None = None
+    #: For a DNS resource: the name the client asks for, and the proxy addresses it
+    #: gave that name (the gateway translates them to the name's real addresses).
+    domain: str | None = Field(default=None, max_length=253)
+    proxy_ips: list[str] = Field(default_factory=list, max_length=MAX_PROXY_IPS)
 
 
 class RejectAccess(Traced):
@@ -310,6 +331,9 @@ class RequestAuthorization(Traced):
     resource_id: str = Field(max_length=64)
     #: Gateways the client has a working tunnel to: one of them is preferred.
     connected_gateway_ids: list[str] = Field(default_factory=list, max_length=256)
+    #: For a DNS resource: the name the first packet was for, and its proxy addresses.
+    domain: str | None = Field(default=None, max_length=253)
+    proxy_ips: list[str] = Field(default_factory=list, max_length=MAX_PROXY_IPS)
 
 
 class BroadcastIceCandidates(Traced):
