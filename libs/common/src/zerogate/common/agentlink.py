@@ -224,6 +224,7 @@ class SignalingLink:
             open_timeout=CONNECT_TIMEOUT,
             ping_interval=None,
             close_timeout=2,
+            compression=None,  # frames are small; zlib state is not
         ) as ws:
             self._ws = ws
             self.url = base

@@ -111,6 +111,8 @@ _tracer = trace.get_tracer("zerogate.signaling")
 
 AgentKind = Literal["client", "gateway"]
 PRESENCE_BUCKET = "zg_presence"
+#: A heartbeat as agents send it and as signaling answers it (compared as text).
+HEARTBEAT_FRAME = Heartbeat().model_dump_json(exclude_none=True)
 #: Relay changes are gathered this long before agents hear of them (as Firezone does).
 RELAY_DEBOUNCE = 1.0
 #: How often sessions are checked for TURN credentials that need refreshing.
@@ -285,6 +287,9 @@ class AgentSession(abc.ABC):
                     await self.close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat")
                     break
                 metrics.frames_received.add(1, {"kind": self.kind})
+                if text == HEARTBEAT_FRAME:  # most frames: answer without parsing
+                    await self.send_text(HEARTBEAT_FRAME)
+                    continue
                 try:
                     message = adapter.validate_json(text)
                 except ValueError as exc:

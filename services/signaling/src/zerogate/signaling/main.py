@@ -53,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings.signaling_port,
             what="signaling",
             setting="ZG_SIGNALING_PORT",
+            ws="websockets-sansio",
+            ws_per_message_deflate=False,  # small frames; zlib state costs ~100 KiB a session
             ws_max_size=MAX_FRAME_BYTES,
             ws_ping_interval=None,
             timeout_graceful_shutdown=SHUTDOWN_GRACE,
