@@ -71,8 +71,12 @@ class HostSetup:
             if version == 6 and not self.ipv6:
                 continue
             try:
-                self._saved[version] = path.read_text().strip()
-                path.write_text("1\n")
+                # Already on is left alone: in a container /proc/sys is read-only
+                # and the runtime sets it (--sysctl net.ipv4.ip_forward=1).
+                current = path.read_text().strip()
+                if current != "1":
+                    path.write_text("1\n")
+                    self._saved[version] = current
             except OSError as exc:
                 raise ConfigError(
                     f"gateway: cannot turn on IPv{version} forwarding ({path}): {exc.strerror}; "
