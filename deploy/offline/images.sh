@@ -44,9 +44,8 @@ base() {
   local tarball="$cache/debian-bookworm-minbase.tar"
   if [ ! -s "$tarball" ]; then
     command -v debootstrap >/dev/null || { echo "images: debootstrap is missing (apt-get install debootstrap)" >&2; exit 1; }
-    local root
     root="$(mktemp -d "$cache/rootfs.XXXXXX")"
-    trap 'rm -rf "$root"' EXIT
+    trap 'rm -rf "${root:-/nonexistent}"' EXIT
     echo "images: debootstrap bookworm into $root"
     debootstrap --variant=minbase bookworm "$root" "$mirror" >&2
     # Like the official slim image: apt sources for updates and security, no

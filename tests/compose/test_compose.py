@@ -237,6 +237,15 @@ def test_every_service_stops_within_its_grace_and_down_leaves_nothing(stack: Sta
     }
     assert {s: code for s, code in exits.items() if code not in CLEAN_EXITS} == {}, exits
 
+    # Our services log JSON by default in a container (stderr is no terminal there).
+    for service in ("migrate", "api", "api-2", "registry", "signaling", "relay-1", "gateway",
+                    "client"):  # fmt: skip
+        logs = stack.engine.docker("logs", by_service[service]["Id"])
+        lines = (logs.stdout + logs.stderr).splitlines()
+        assert lines, service
+        for line in lines:
+            assert isinstance(json.loads(line), dict), (service, line)
+
     stack.compose("down", "--volumes", "--remove-orphans", profiles=PROFILES)
     stack.down_done = True
     label = f"label=com.docker.compose.project={stack.project}"
