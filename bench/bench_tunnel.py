@@ -26,6 +26,7 @@ import secrets
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from zerogate.testing.lab import CommandTimeout, Namespace, NetLab, lab_unavailable_reason
@@ -41,6 +42,7 @@ IPERF_PORT = 5201
 WG_PORT = 51820
 COTURN_IP = "198.18.0.13"
 COTURN_SECRET = secrets.token_hex(16)
+COTURN_EXTRA: list[str] = []
 HEARTBEAT = """
 import asyncio, datetime, sys
 from pydantic import SecretStr
@@ -116,17 +118,23 @@ def agents(random_fully: bool, duration: int, *, coturn: bool = False) -> dict[s
             admin.close()
 
 
-def _start_coturn(lab: ZtnaLab) -> None:
+def _start_coturn(lab: ZtnaLab) -> Any:
     assert lab.nats is not None
     lab.inet.add_address("lo", f"{COTURN_IP}/32")
-    lab.inet.spawn(
+    server = lab.inet.spawn(
         [
             shutil.which("turnserver") or "turnserver", "-n", "--use-auth-secret",
             f"--static-auth-secret={COTURN_SECRET}", "--realm=zerogate",
             f"--listening-ip={COTURN_IP}", f"--relay-ip={COTURN_IP}", "--listening-port=3478",
             "--min-port=40000", "--max-port=49000", "--allowed-peer-ip=198.18.0.0-198.19.255.255",
+            # No private peers, as our relay by default. With them allowed, coturn relayed
+            # one check and then nothing once its sends to the agents' unreachable host
+            # candidates had failed (ENETUNREACH), and ICE found no path.
+            "--denied-peer-ip=10.0.0.0-10.255.255.255",
+            "--denied-peer-ip=172.16.0.0-172.31.255.255",
+            "--denied-peer-ip=192.168.0.0-192.168.255.255",
             "--no-cli", "--no-tls", "--no-dtls", "--no-tcp", "--no-tcp-relay",
-            "--log-file=stdout", "--simple-log",
+            "--log-file=stdout", "--simple-log", *COTURN_EXTRA,
         ],
         label="coturn",
     )  # fmt: skip
@@ -134,6 +142,7 @@ def _start_coturn(lab: ZtnaLab) -> None:
         [sys.executable, "-c", HEARTBEAT, lab.nats.url, COTURN_IP, "3478", COTURN_SECRET],
         label="coturn-heartbeat",
     )
+    return server
 
 
 def plain_wireguard(duration: int) -> dict[str, Any]:
@@ -170,19 +179,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--only", choices=["direct", "plain", "relayed", "coturn"], action="append",
+        help="run only these cases (repeatable; default all)",
+    )  # fmt: skip
     args = parser.parse_args()
     reason = lab_unavailable_reason("iptables", "setpriv", "iperf3", "turnserver")
     if reason is not None:
         print(f"bench_tunnel: skipped: {reason}")
         return 0
-    results = {
-        "agents direct": agents(False, args.duration),
-        "plain wg": plain_wireguard(args.duration),
-        "agents relayed": agents(True, args.duration),
-        "via coturn": agents(True, args.duration, coturn=True),
+    cases: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
+        "direct": ("agents direct", lambda: agents(False, args.duration)),
+        "plain": ("plain wg", lambda: plain_wireguard(args.duration)),
+        "relayed": ("agents relayed", lambda: agents(True, args.duration)),
+        "coturn": ("via coturn", lambda: agents(True, args.duration, coturn=True)),
     }
+    results = {name: run() for key, (name, run) in cases.items() if key in (args.only or cases)}
 
     def ratio(a: str, b: str) -> float | None:
+        if a not in results or b not in results:
+            return None
         x, y = results[a]["mbit_per_s"], results[b]["mbit_per_s"]
         return round(x / y, 2) if x and y else None
 
