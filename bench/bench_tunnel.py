@@ -82,7 +82,7 @@ def iperf(
             print(f"iperf3 failed: {done.stderr.strip()[-300:]}\n{server.output()[-500:]}")
             return None
         end = json.loads(done.stdout)["end"]
-        return round(end["sum_received"]["bits_per_second"] / 1e6, 1)
+        return round(float(end["sum_received"]["bits_per_second"]) / 1e6, 1)
     finally:
         server.stop()
 
