@@ -190,6 +190,37 @@ def test_roaming_follows_the_latest_authenticated_packet(linked: Link) -> None:
     assert out[0] == new_source
 
 
+def test_a_peer_without_roaming_keeps_the_endpoint_configuration_gives(linked: Link) -> None:
+    # ICE decides the path of an agent's peer: a packet still arriving over an
+    # older path is accepted and answered on the chosen one, never moves it back
+    b, a_key = linked.b, linked.a.public_key
+    b.update_peer(a_key, roaming=False, now=linked.now)
+    old_path = ("203.0.113.77", 40000)
+    linked.source_of_a = old_path
+    assert linked.send("a", ipv4(A_TUN4, B_TUN4, b"late")) is not None  # still delivered
+    pa = linked.a.peers[linked.b.public_key]
+    linked.now += 6
+    linked.a._send_initiation(pa.session, linked.now, retry=False)  # a handshake too
+    linked.flush()
+    assert linked.events_a.count(HandshakeCompleted(b.public_key)) == 2
+    assert b.peers[a_key].endpoint == A_ADDR
+    assert not [e for e in linked.events_b if isinstance(e, PeerEndpointChanged)][1:]
+    out = b.encrypt(ipv4(B_TUN4, A_TUN4), linked.now)
+    assert out is not None
+    assert out[0] == A_ADDR
+    # configuration (ICE selecting a pair) moves it
+    b.update_peer(a_key, endpoint=old_path, now=linked.now)
+    assert b.peers[a_key].endpoint == old_path
+
+
+def test_a_peer_without_roaming_takes_its_first_endpoint_from_the_handshake() -> None:
+    lk = make_link()
+    lk.b.update_peer(lk.a.public_key, roaming=False, now=lk.now)
+    assert lk.b.peers[lk.a.public_key].endpoint is None
+    lk.handshake()
+    assert lk.b.peers[lk.a.public_key].endpoint == A_ADDR
+
+
 def test_unauthenticated_packets_do_not_move_the_endpoint(linked: Link) -> None:
     pb = linked.b.peers[linked.a.public_key]
     out = linked.a.encrypt(ipv4(A_TUN4, B_TUN4), linked.now)

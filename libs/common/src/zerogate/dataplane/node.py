@@ -452,6 +452,7 @@ class Node:
             preshared_key=preshared_key,
             allowed_ips=list(allowed_ips),
             endpoint=None,
+            roaming=False,  # ICE decides the path; a late packet on an old one does not
             now=now,
         )
         agent = IceAgent(

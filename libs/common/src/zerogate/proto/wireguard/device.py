@@ -219,12 +219,15 @@ class Device:
         allowed_ips: Iterable[IPNetwork] = (),
         endpoint: Endpoint | None = None,
         persistent_keepalive: int | None = None,
+        roaming: bool | None = None,
         now: float,
     ) -> Peer:
         """Add a peer (``wg set peer ...``).
 
         For a key that is already a peer this updates it instead: values given
         replace the old ones, ``None`` leaves them, allowed IPs are added.
+        ``roaming=False``: only configuration moves the endpoint (a path that
+        ICE chooses), see :meth:`Session.set_roaming`.
         """
         key = _check_key("public key", public_key)
         if key == self._public_key:
@@ -239,6 +242,7 @@ class Device:
                 persistent_keepalive=UNSET
                 if persistent_keepalive is None
                 else persistent_keepalive,
+                roaming=UNSET if roaming is None else roaming,
                 now=now,
             )
         peer = Peer(key, want_handshake=self._handshake_wanted, wakeup=self._wakeup)
@@ -250,6 +254,7 @@ class Device:
             allowed_ips=allowed_ips,
             endpoint=endpoint,
             persistent_keepalive=persistent_keepalive,
+            roaming=True if roaming is None else roaming,
             now=now,
         )
 
@@ -262,6 +267,7 @@ class Device:
         replace_allowed_ips: bool = False,
         endpoint: Endpoint | _Unset | None = UNSET,
         persistent_keepalive: int | _Unset | None = UNSET,
+        roaming: bool | _Unset = UNSET,
         now: float,
     ) -> Peer:
         """Change a peer. Keywords left at UNSET keep their value; ``None`` clears
@@ -274,6 +280,8 @@ class Device:
         if not isinstance(preshared_key, _Unset):
             psk = noise.ZERO_PSK if preshared_key is None else preshared_key
             peer.set_preshared_key(_check_key("preshared key", psk))
+        if not isinstance(roaming, _Unset):
+            session.set_roaming(roaming)
         if not isinstance(endpoint, _Unset):
             session.set_endpoint(_check_endpoint(endpoint))
         if replace_allowed_ips:

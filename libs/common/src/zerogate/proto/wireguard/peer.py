@@ -209,6 +209,7 @@ class Session:
         "_need_another_keepalive",
         "_next",
         "_previous",
+        "_roaming",
         "_rx_bytes",
         "_sent_last_minute_handshake",
         "_staged",
@@ -234,6 +235,7 @@ class Session:
         self._want_handshake = want_handshake
         self._wakeup = wakeup
         self._endpoint: Endpoint | None = None
+        self._roaming = True
         self._keepalive_interval = 0
         self._rx_bytes = 0
         self._tx_bytes = 0
@@ -358,6 +360,16 @@ class Session:
         self._endpoint = endpoint
         return True
 
+    def set_roaming(self, roaming: bool) -> None:
+        """Whether authenticated packets from a new address move the endpoint (§2.1).
+
+        Off for a peer whose path someone else decides (ICE): then only
+        :meth:`set_endpoint` moves it, and a packet that still arrives over an
+        older path is accepted without moving it back. A peer with no endpoint
+        yet takes the first one either way, so it can answer.
+        """
+        self._roaming = roaming
+
     def set_keepalive_interval(self, interval: int) -> bool:
         """Set the persistent keepalive (0: off); True when it was just turned on."""
         was_off = self._keepalive_interval == 0
@@ -373,6 +385,8 @@ class Session:
     def handshake_received(self, size: int, source: Endpoint) -> bool:
         """Count an authenticated handshake message; True when it roamed (§2.1)."""
         self._rx_bytes += size
+        if not self._roaming and self._endpoint is not None:
+            return False
         return self.set_endpoint(source)
 
     # --- the per-packet path ----------------------------------------------------
@@ -431,14 +445,14 @@ class Session:
 
         ``plain`` is its plaintext (empty for a keepalive). Applies the timer
         events "any authenticated packet received", "traversal" and "data
-        received", moves the endpoint to ``source``, and asks for a handshake
+        received", moves the endpoint to ``source`` (when roaming), and asks for a handshake
         when the initiator's current keypair is older than RECEIVE_REKEY_AGE
         (once per session, §6.2). Returns 0, or :data:`RECEIVED_ROAMED` and/or
         :data:`RECEIVED_CONFIRMS` for the device to act upon.
         """
         self._rx_bytes += size
         flags = 0
-        if self._endpoint != source:
+        if self._endpoint != source and (self._roaming or self._endpoint is None):
             self._endpoint = source
             flags = RECEIVED_ROAMED
         self._t_new_handshake = None  # any authenticated packet received
