@@ -74,14 +74,17 @@ def test_an_image_holds_only_what_its_service_runs(stack: Stack, target: str) ->
     probe = (
         "import importlib.metadata as m, json, shutil; print(json.dumps(["
         "sorted(d.metadata['Name'].lower() for d in m.distributions()),"
-        "[t for t in ('gcc', 'cc', 'make', 'curl', 'wget', 'apt-get') if shutil.which(t)]]))"
+        "[t for t in ('gcc', 'cc', 'make', 'curl', 'wget', 'apt-get') if shutil.which(t)],"
+        "[f for f in ('/etc/ssl/certs/ca-certificates.crt', '/run/secrets/ca_bundle', '/wheels',"
+        " '/src', '/root/.cache/pip') if __import__('os').path.exists(f)]]))"
     )
     done = stack.engine.docker(
         "run", "--rm", "--network", "none", "--entrypoint", "python3", _image(target), "-c", probe
     )
-    distributions, tools = json.loads(done.stdout)
+    distributions, tools, build_files = json.loads(done.stdout)
     assert not set(distributions) & FORBIDDEN_PACKAGES, distributions
     assert tools == ["apt-get"], tools  # no compiler, no download tool; apt from Debian's base
+    assert build_files == [], build_files  # no CA bundle, wheel, source or cache of the build
     if target in ("gateway", "client"):
         tools = stack.engine.docker(
             "run", "--rm", "--network", "none", "--entrypoint", "sh", _image(target), "-c",
