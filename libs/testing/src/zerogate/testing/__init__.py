@@ -9,5 +9,12 @@
 :mod:`~.transfer`              TCP transfers checked with SHA-256
 :mod:`~.turn`                  our relay, coturn and its tools as processes; a TURN test client
 :mod:`~.fixtures`              pytest fixtures: real nats-server, Postgres, the bus
+:mod:`~.stack`                 our services as processes (port 0, ports file); an admin
+                               that configures them over REST
+:mod:`~.ztna`                  the end-to-end lab: client and gateway behind NATs,
+                               control plane and relays outside, deployments
+:mod:`~.oidc`                  panva's oidc-provider on Node; a browser that signs in
+:mod:`~.dnsd`                  dnsmasq in a namespace; a namespace's resolv.conf
+:mod:`~.packets`               IP packets built with checksums written apart
 ============================  =====================================================
 """
