@@ -1,9 +1,11 @@
 """A Docker engine of the test's own, and the images the compose stack needs.
 
 :class:`DockerEngine` runs Debian's ``dockerd`` with its own data root (kept
-between runs as the image and build cache), its own exec root, pid file, socket
-and an empty daemon configuration, so it never reads or touches the machine's
-Docker. It is started and stopped by PID, in one of two ways:
+between runs as the image and build cache), its own exec root, pid file, socket,
+daemon configuration and key, and the client its own configuration directory,
+so it never reads or touches the machine's Docker (``/run/docker``, which
+dockerd makes whatever its exec root, is removed again if it was not there).
+It is started and stopped by PID, in one of two ways:
 
 * :meth:`DockerEngine.start_for_builds` — in the host's network namespace, with
   no networking of its own (no bridge, no iptables, no forwarding), so builds
@@ -40,6 +42,8 @@ BASE_IMAGE = "debian:bookworm-slim"
 NATS_IMAGE = "nats:2.9-alpine"
 POSTGRES_IMAGE = "postgres:15"
 TARGETS = ("api", "signaling", "relay", "registry", "gateway", "client", "sample-resource")
+#: Where dockerd looks for plugin sockets whatever its exec root (it makes it at start).
+PLUGIN_DIR = Path("/run/docker")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 LOCK_TIMEOUT = 1800.0
@@ -130,6 +134,7 @@ class DockerEngine:
         self.cli = docker_cli() or "docker"
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: Path | None = None
+        self._made_plugin_dir: bool | None = None
         self.starts = 0
 
     # ---- lifecycle
@@ -138,8 +143,11 @@ class DockerEngine:
         assert self._proc is None, "already running"
         self.data_root.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Never the machine's /etc/docker/daemon.json, nor its /etc/docker/key.json.
         config = self.run_dir / "daemon.json"
-        config.write_text("{}\n")  # never the machine's /etc/docker/daemon.json
+        config.write_text(json.dumps({"deprecated-key-path": str(self.cache / "key.json")}) + "\n")
+        if self._made_plugin_dir is None:
+            self._made_plugin_dir = not PLUGIN_DIR.exists()
         self.starts += 1
         self._log = self.run_dir / f"dockerd-{self.starts}.log"
         argv = [
@@ -210,6 +218,11 @@ class DockerEngine:
         for mount in reversed(mounts_under(self.run_dir)):
             subprocess.run(["umount", "--lazy", mount], timeout=30, check=False)
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self._made_plugin_dir:
+            # dockerd makes its plugin directory whatever its exec root; ours if it was not there
+            with contextlib.suppress(OSError):
+                (PLUGIN_DIR / "plugins").rmdir()
+                PLUGIN_DIR.rmdir()
 
     def log_tail(self, size: int = 3000) -> str:
         try:
@@ -224,6 +237,7 @@ class DockerEngine:
             k: v for k, v in os.environ.items() if not k.startswith(("ZG_", "DOCKER_", "COMPOSE_"))
         }
         env["DOCKER_HOST"] = self.host
+        env["DOCKER_CONFIG"] = str(self.run_dir / "client")  # not the user's ~/.docker
         env.update(extra or {})
         return env
 
