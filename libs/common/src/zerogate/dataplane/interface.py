@@ -159,6 +159,8 @@ class WireGuardInterface:
         self._demux: Demux | None = None
         self._unrouted: Callable[[bytes], None] | None = None
         self._inbound_filter: Callable[[bytes], bool] | None = None
+        self._inbound_rewrite: Callable[[bytes], bytes | None] | None = None
+        self._outbound_rewrite: Callable[[bytes], bytes] | None = None
         self._event_hook: Callable[[object], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -312,6 +314,17 @@ class WireGuardInterface:
         """Only opened packets for which ``accept(packet)`` is true reach the TUN."""
         self._inbound_filter = accept
 
+    def set_inbound_rewrite(self, rewrite: Callable[[bytes], bytes | None] | None) -> None:
+        """Hand every opened packet to ``rewrite`` before the TUN; it returns the packet
+        to write (the same or a changed one) or ``None`` to drop it. Takes the place
+        of the inbound filter while set (a gateway translating addresses)."""
+        self._inbound_rewrite = rewrite
+
+    def set_outbound_rewrite(self, rewrite: Callable[[bytes], bytes] | None) -> None:
+        """Hand every packet read from the TUN to ``rewrite`` before it is sealed; it
+        returns the packet to send (the same or a changed one)."""
+        self._outbound_rewrite = rewrite
+
     def set_event_hook(self, hook: Callable[[object], None] | None) -> None:
         """Hear the core's events (handshakes, roaming) as they are drained."""
         self._event_hook = hook
@@ -347,8 +360,14 @@ class WireGuardInterface:
         """Feed a datagram that arrived on a path other than the shared socket."""
         plain = self.device.decrypt(data, source, self._clock())
         accept = self._inbound_filter
-        if plain and self.tun is not None and (accept is None or accept(plain)):
-            self._write_tun([plain])
+        rewrite = self._inbound_rewrite
+        if plain and self.tun is not None:
+            if rewrite is not None:
+                plain = rewrite(plain)
+                if plain is not None:
+                    self._write_tun([plain])
+            elif accept is None or accept(plain):
+                self._write_tun([plain])
         self._service()
 
     # ------------------------------------------------------------------ TUN -> UDP
@@ -367,6 +386,7 @@ class WireGuardInterface:
         destination: Endpoint | None = None
         flush = self._send_batch
         unrouted = self._unrouted
+        outbound = self._outbound_rewrite
         for _ in range(MAX_BATCH):
             try:
                 buffer = read(fd, read_size)
@@ -382,6 +402,8 @@ class WireGuardInterface:
             else:
                 packets = (buffer[VIRTIO_NET_HDR_LEN:],)
             for packet in packets:
+                if outbound is not None:
+                    packet = outbound(packet)
                 sealed = encrypt(packet, now)
                 if sealed is None:
                     if unrouted is not None:
@@ -424,6 +446,7 @@ class WireGuardInterface:
         recvfrom = sock.recvfrom
         demux = self._demux
         accept = self._inbound_filter
+        rewrite = self._inbound_rewrite
         budget = MAX_BATCH
         while budget > 0:
             try:
@@ -453,8 +476,13 @@ class WireGuardInterface:
                         if handshakes and segment[0] == MESSAGE_INITIATION:
                             self._note_initiation(now)
                         opened = decrypt(segment, source, now)
-                    if opened and (accept is None or accept(opened)):
-                        append(opened)
+                    if opened:
+                        if rewrite is not None:
+                            opened = rewrite(opened)
+                            if opened is not None:
+                                append(opened)
+                        elif accept is None or accept(opened):
+                            append(opened)
                 budget -= -(-len(data) // size)
             else:
                 if demux is not None and data and not (data[0] <= 4 and data[1:4] == b"\0\0\0"):
@@ -467,8 +495,13 @@ class WireGuardInterface:
                     if len(data) == INITIATION_SIZE and data[0] == MESSAGE_INITIATION:
                         self._note_initiation(now)
                     opened = decrypt(data, source, now)
-                if opened and (accept is None or accept(opened)):
-                    append(opened)
+                if opened:
+                    if rewrite is not None:
+                        opened = rewrite(opened)
+                        if opened is not None:
+                            append(opened)
+                    elif accept is None or accept(opened):
+                        append(opened)
                 budget -= 1
             if len(plain) >= TUN_WRITE_BATCH:
                 # hand the kernel what we have: the receiving application can start

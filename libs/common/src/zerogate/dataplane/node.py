@@ -52,7 +52,7 @@ from typing import Any
 from zerogate.common.messages.signaling import RelayInfo
 from zerogate.dataplane.interface import WireGuardInterface
 from zerogate.dataplane.sdp import CandidateSyntaxError, from_sdp, to_sdp
-from zerogate.dataplane.udp import GSO_MAX_BYTES, RunSender
+from zerogate.dataplane.udp import GSO_MAX_BYTES, SO_MARK, RunSender
 from zerogate.proto import stun
 from zerogate.proto.ice import (
     AgentState,
@@ -305,7 +305,7 @@ class Node:
         for version, target in targets.items():
             if (version == 6 and udp.v6 is None) or not self._routable(version, target):
                 continue
-            source = self._source_for(version, target)
+            source = self._source_for(version, target, self.iface.fwmark)
             if source is None:
                 continue
             hosts[version] = host_candidate(
@@ -325,10 +325,12 @@ class Node:
         return _family(target[0]) == version
 
     @staticmethod
-    def _source_for(version: int, target: Endpoint) -> str | None:
+    def _source_for(version: int, target: Endpoint, fwmark: int | None = None) -> str | None:
         family = socket.AF_INET6 if version == 6 else socket.AF_INET
         try:
             with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                if fwmark:  # route as the interface's marked socket does
+                    probe.setsockopt(socket.SOL_SOCKET, SO_MARK, fwmark)
                 probe.connect(target)
                 source = str(probe.getsockname()[0])
         except OSError:

@@ -18,7 +18,7 @@ import ipaddress
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -75,19 +75,38 @@ class AgentRuntime:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- tunnel ------------------------------------------------------------------
-    async def ensure_tunnel(self, interface: InterfaceConfig, routes: Sequence[Any]) -> bool:
-        """Bring the TUN and node up on the first ``init``; True when they were created now."""
+    async def ensure_tunnel(
+        self,
+        interface: InterfaceConfig,
+        routes: Sequence[Any],
+        *,
+        addresses: Sequence[str] = (),
+        fwmark: int | None = None,
+    ) -> bool:
+        """Bring the TUN and node up on the first ``init``; True when they were created now.
+
+        ``addresses`` are more host addresses for the TUN after the tunnel
+        addresses (the client's stub resolver listens on its own); ``fwmark``
+        marks the agent's UDP socket (SO_MARK), so policy routing can keep
+        its datagrams out of the tunnel.
+        """
         self.interface = interface
         if self.iface is not None:
             return False
+        extra = tuple(
+            ipaddress.ip_interface(f"{a}/{32 if ipaddress.ip_address(a).version == 4 else 128}")
+            for a in addresses
+        )
         config = WgInterfaceConfig(
             name=self.interface_name,
             private_key=self.private_key,
             addresses=(
                 ipaddress.ip_interface(f"{interface.ipv4}/32"),
                 ipaddress.ip_interface(f"{interface.ipv6}/128"),
+                *extra,
             ),
             listen_port=0,
+            fwmark=fwmark,
             mtu=TUNNEL_MTU,
         )
         iface = WireGuardInterface(config, uapi_dir=SOCKET_DIR if self._uapi else None)
@@ -108,11 +127,19 @@ class AgentRuntime:
         )
         return True
 
-    async def update_routes(self, *, add: Sequence[Any] = (), remove: Sequence[Any] = ()) -> None:
+    async def update_routes(
+        self,
+        *,
+        add: Sequence[Any] = (),
+        remove: Sequence[Any] = (),
+        sources: Mapping[int, str] | None = None,
+    ) -> None:
         if self.iface is None or self.iface.tun is None or not (add or remove):
             return
         tun = self.iface.tun
-        await asyncio.to_thread(tun.update_routes, add=list(add), remove=list(remove))
+        await asyncio.to_thread(
+            tun.update_routes, add=list(add), remove=list(remove), sources=sources
+        )
 
     async def close_tunnel(self) -> None:
         if self.node is not None:

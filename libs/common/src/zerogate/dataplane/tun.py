@@ -19,7 +19,7 @@ import fcntl
 import logging
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 
 from pyroute2 import IPRoute
@@ -133,12 +133,19 @@ class Tun:
             raise TunError(f"configuring {self.name}: {exc}") from exc
 
     def update_routes(
-        self, *, add: Iterable[IPNetwork] = (), remove: Iterable[IPNetwork] = ()
+        self,
+        *,
+        add: Iterable[IPNetwork] = (),
+        remove: Iterable[IPNetwork] = (),
+        sources: Mapping[int, str] | None = None,
     ) -> None:
         """Route ``add`` through this device and stop routing ``remove`` (rtnetlink).
 
-        Blocking (pyroute2): call it off the event loop. Routes of a device go
-        with it, so nothing is left behind when the descriptor closes.
+        ``sources`` (IP version -> address) pins the source address of packets
+        the routes carry (``ip route ... src``), for a device with more than one
+        address of a family. Blocking (pyroute2): call it off the event loop.
+        Routes of a device go with it, so nothing is left behind when the
+        descriptor closes.
         """
         try:
             with IPRoute() as ipr:
@@ -150,7 +157,9 @@ class Tun:
                         if exc.code not in (errno.ESRCH, errno.ENOENT):
                             raise
                 for network in add:
-                    ipr.route("replace", dst=str(network), oif=index)
+                    source = (sources or {}).get(network.version)
+                    extra = {"prefsrc": source} if source else {}
+                    ipr.route("replace", dst=str(network), oif=index, **extra)
         except (NetlinkError, IndexError) as exc:
             raise TunError(f"routing through {self.name}: {exc}") from exc
 

@@ -51,7 +51,8 @@ class ResourceView(Message):
 
     id: str
     type: Literal["cidr", "ip", "dns", "internet"]
-    address: str | None
+    #: None for the Internet resource (frames leave None out: it must default).
+    address: str | None = None
     name: str
     address_description: str | None = None
     site_id: str
