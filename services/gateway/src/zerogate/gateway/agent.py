@@ -14,14 +14,26 @@ to a client (and, with ``connection``, starts a new WireGuard/ICE connection
 to it); ``reject_access`` and ``expires_at`` end a grant — the gateway ends
 access at ``expires_at`` by itself, without the control plane. A client with
 no grant left loses its connection.
+
+Per packet (:mod:`zerogate.gateway.state`): filters of the resource, the
+translation of a DNS resource's proxy addresses to the name's real addresses
+both ways (the names are resolved by :class:`~zerogate.gateway.resolver.NameResolver`;
+packets wait for a name being resolved), and an ICMP answer sent back at once
+for what is refused. ``resource_updated`` (filters changed) applies at once,
+to flows already running too. The gateway's DNS server on its tunnel
+addresses, port 53535, answers the other query types of the resources'
+names for the clients that hold them. The Internet resource's packets go
+anywhere, masqueraded like the rest (:mod:`zerogate.gateway.firewall`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ipaddress
 import logging
+import time
 from datetime import UTC, datetime
 
 from opentelemetry import context as otel_context
@@ -46,6 +58,7 @@ from zerogate.dataplane.node import ConnectionLost, NodeEvent, PathSelected, pat
 from zerogate.dataplane.runtime import AgentRuntime
 from zerogate.gateway import __version__
 from zerogate.gateway.firewall import HostSetup
+from zerogate.gateway.resolver import DnsServer, NameResolver
 from zerogate.gateway.state import AccessTable
 
 log = logging.getLogger(__name__)
@@ -76,9 +89,17 @@ class GatewayAgent(AgentRuntime):
         name: str,
         interface_name: str = "zg-gateway",
         host_setup: bool = True,
+        dns_upstream: list[str] | None = None,
     ) -> None:
         super().__init__(interface_name=interface_name)
         self.access = AccessTable()
+        self.resolver = NameResolver(self._resolved, nameservers=dns_upstream or ())
+        self.access.on_resolve = self.resolver.want
+        self.access.on_answer = self._queue_answer
+        self._answers: list[bytes] = []
+        self._answers_due = False
+        self._dns_server: DnsServer | None = None
+        self._tick: asyncio.TimerHandle | None = None
         self.host = HostSetup(interface_name) if host_setup else None
         self.gateway_id: str | None = None
         self.site_id: str | None = None
@@ -111,6 +132,12 @@ class GatewayAgent(AgentRuntime):
     async def _teardown(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
+        if self._tick is not None:
+            self._tick.cancel()
+        if self._dns_server is not None:
+            with contextlib.suppress(Exception):
+                await self._dns_server.close()
+            self._dns_server = None
         await self.close_tunnel()
         if self.host is not None:
             await asyncio.to_thread(self.host.remove, quiet=True)
@@ -136,6 +163,7 @@ class GatewayAgent(AgentRuntime):
             self.apply_relays(frame)
         elif isinstance(frame, ResourceUpdated):
             self.access.update_resource(frame.resource)
+            self._sync_outbound()
         elif isinstance(frame, Disconnect):
             self.fatal = frame.reason
 
@@ -144,9 +172,12 @@ class GatewayAgent(AgentRuntime):
         created = await self.ensure_tunnel(init.interface, TUNNEL_ROUTES)
         if created:
             assert self.iface is not None
-            self.iface.set_inbound_filter(self.access.accept)
+            self.iface.set_inbound_rewrite(self.access.inbound)
             if self.host is not None:
                 await asyncio.to_thread(self.host.apply)
+            self.access.set_own([init.interface.ipv4, init.interface.ipv6])
+            await self._start_dns_server([init.interface.ipv4, init.interface.ipv6])
+            self._on_tick()
         self.apply_relays(init.relays)
         for client_id in self.access.keep_only(init.authorizations):
             self._drop_client(client_id, "no longer authorized")
@@ -183,7 +214,14 @@ class GatewayAgent(AgentRuntime):
         client = create.client
         if create.connection is None and client.id not in self.node.connections:
             return False, NO_CONNECTION
-        self.access.grant(client, create.resource, create.ref, create.expires_at)
+        try:
+            self.access.grant(
+                client, create.resource, create.ref, create.expires_at,
+                domain=create.domain, proxy_ips=create.proxy_ips,
+            )  # fmt: skip
+        except ValueError as exc:
+            return False, f"bad name for this resource: {exc}"
+        self._sync_outbound()
         if create.connection is not None:
             conn = create.connection
             old = self._ice_spans.pop(client.id, None)
@@ -215,15 +253,59 @@ class GatewayAgent(AgentRuntime):
     def _reject(self, client_id: str, resource_id: str, why: str) -> None:
         if self.access.revoke(client_id, resource_id):
             self._drop_client(client_id, why)
+        self._sync_outbound()
         log.info(
             "access ended", extra={"client_id": client_id, "resource_id": resource_id, "why": why}
         )
 
     def _drop_client(self, client_id: str, why: str) -> None:
         self.access.forget(client_id)
+        self._sync_outbound()
         if self.node is not None:
             self.node.disconnect(client_id, reason=None)
         log.info("client dropped", extra={"client_id": client_id, "why": why})
+
+    # -- translation, answers, names ----------------------------------------------------
+    def _sync_outbound(self) -> None:
+        """Look at packets to clients only while some client has proxy addresses."""
+        if self.iface is not None:
+            self.iface.set_outbound_rewrite(self.access.outbound if self.access.has_nat else None)
+
+    def _queue_answer(self, packet: bytes) -> None:
+        """An ICMP answer for a client: sent right after the batch being handled."""
+        self._answers.append(packet)
+        if not self._answers_due:
+            self._answers_due = True
+            asyncio.get_running_loop().call_soon(self._send_answers)
+
+    def _send_answers(self) -> None:
+        self._answers_due = False
+        answers, self._answers = self._answers, []
+        if self.iface is not None and answers:
+            self.iface.send_packets(answers)
+
+    def _resolved(self, name: str, v4: list[str], v6: list[str]) -> None:
+        """A name's addresses: the packets that waited for them go on, translated."""
+        waiting = self.access.set_addresses(name, v4, v6)
+        if not waiting or self.iface is None:
+            return
+        out = [p for packet in waiting if (p := self.access.inbound(packet)) is not None]
+        if out:
+            self.iface.write_tun(out)
+
+    def _on_tick(self) -> None:
+        self.access.tick(time.monotonic())
+        self._tick = asyncio.get_running_loop().call_later(1.0, self._on_tick)
+
+    async def _start_dns_server(self, addresses: list[str]) -> None:
+        server = DnsServer(addresses, self.access.dns_allowed, lambda: self.resolver.nameservers)
+        try:
+            await server.start()
+        except OSError as exc:
+            await server.close()
+            log.warning("no DNS server for clients: %s", exc.strerror)
+            return
+        self._dns_server = server
 
     # -- expiry, without the control plane -------------------------------------------------
     def _arm_expiry(self) -> None:

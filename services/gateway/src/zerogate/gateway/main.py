@@ -4,7 +4,9 @@ Settings (environment): ``ZG_TOKEN`` or ``ZG_TOKEN_PATH`` (the site's gateway
 token; removed from the environment once read), ``ZG_SIGNALING_URL``
 (``wss://...``; several, comma-separated, are tried in turn), ``ZG_ID``
 (default: the machine id), ``ZG_NAME`` (default: the host name),
-``ZG_GATEWAY_INTERFACE`` (default ``zg-gateway``), ``ZG_LOG_LEVEL``.
+``ZG_GATEWAY_INTERFACE`` (default ``zg-gateway``), ``ZG_GATEWAY_DNS_UPSTREAM``
+(resolvers for DNS resources' names; default: those of ``/etc/resolv.conf``),
+``ZG_LOG_LEVEL``.
 Needs CAP_NET_ADMIN and ``/dev/net/tun``.
 
 Exit codes: 0 after SIGINT/SIGTERM, 1 when signaling refuses the gateway for
@@ -34,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Zerogate gateway: serves a site's resources to authorized clients "
         "over WireGuard, direct or through a relay.",
         epilog="Environment: ZG_TOKEN or ZG_TOKEN_PATH, ZG_SIGNALING_URL, ZG_ID, ZG_NAME, "
-        "ZG_GATEWAY_INTERFACE, ZG_GATEWAY_HOST_SETUP, ZG_LOG_LEVEL.",
+        "ZG_GATEWAY_INTERFACE, ZG_GATEWAY_HOST_SETUP, ZG_GATEWAY_DNS_UPSTREAM, ZG_LOG_LEVEL.",
     )
     p.add_argument("--version", action="version", version=f"zerogate-gateway {__version__}")
     return p
@@ -50,6 +52,7 @@ async def _run(settings: GatewaySettings, token: str, urls: list[str]) -> int:
         name=settings.name,
         interface_name=settings.gateway_interface,
         host_setup=settings.gateway_host_setup,
+        dns_upstream=settings.gateway_dns_upstream,
     )
     task = asyncio.create_task(agent.run())
     loop = asyncio.get_running_loop()
