@@ -16,6 +16,10 @@ kept (and a new one written there takes effect without a restart), ``ZG_SIGNALIN
 ``ZG_NAME``, ``ZG_CLIENT_INTERFACE`` (default ``zg0``) and
 ``ZG_CONTROL_SOCKET`` (default ``/run/zerogate/client.sock``; the other
 commands talk to it). It needs root (CAP_NET_ADMIN, ``/dev/net/tun``).
+DNS: ``ZG_DNS_CONTROL`` (``auto``, ``systemd-resolved``, ``etc-resolv-conf``
+or ``disabled``) and ``ZG_DNS_UPSTREAM`` (resolvers for the names that are no
+resource's, comma-separated; default: the account's, else the host's);
+``ZG_INTERNET_RESOURCE=true`` or ``up --internet`` uses the Internet resource.
 
 Exit codes: 0 on success; 1 when the client is refused (bad token) or not
 running, or a ping got no reply; 2 for a bad setting or usage.
@@ -31,9 +35,10 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from zerogate.client import __version__
 from zerogate.client.control import DEFAULT_SOCKET, PING_MAX_COUNT, ControlServer, request
@@ -50,6 +55,19 @@ class ClientSettings(AgentSettings):
     control_socket: Path = DEFAULT_SOCKET
     #: The api's REST URL, for ``sign-in`` and ``sign-out``.
     api_url: str | None = None
+    #: How the host's resolver is pointed at the stub (see zerogate.client.dnscontrol).
+    dns_control: Literal["auto", "systemd-resolved", "etc-resolv-conf", "disabled"] = "auto"
+    #: Resolvers for names that are no resource's (comma-separated addresses).
+    dns_upstream: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Route everything through the gateway of the Internet resource.
+    internet_resource: bool = False
+
+    @field_validator("dns_upstream", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,9 +89,14 @@ def _parser() -> argparse.ArgumentParser:
         help="run the client in the foreground",
         description="Run the client until SIGINT/SIGTERM or `zerogate down`. Environment: "
         "ZG_TOKEN or ZG_TOKEN_PATH, ZG_SIGNALING_URL, ZG_ID, ZG_NAME, ZG_CLIENT_INTERFACE, "
-        "ZG_CONTROL_SOCKET, ZG_LOG_LEVEL.",
+        "ZG_CONTROL_SOCKET, ZG_DNS_CONTROL, ZG_DNS_UPSTREAM, ZG_INTERNET_RESOURCE, ZG_LOG_LEVEL.",
     )
     up.add_argument("--interface", help="TUN interface name (default ZG_CLIENT_INTERFACE or zg0)")
+    up.add_argument(
+        "--internet",
+        action="store_true",
+        help="send all traffic through the Internet resource (default ZG_INTERNET_RESOURCE)",
+    )
     status = sub.add_parser("status", help="show the client's state")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument(
@@ -143,7 +166,12 @@ class _TokenSource:
 
 
 async def _up(
-    settings: ClientSettings, source: _TokenSource, token: str, urls: list[str], interface: str
+    settings: ClientSettings,
+    source: _TokenSource,
+    token: str,
+    urls: list[str],
+    interface: str,
+    options: Any = None,
 ) -> int:
     """Run agents until SIGINT/SIGTERM or ``down``.
 
@@ -198,6 +226,7 @@ async def _up(
                 agent_id=settings.device_id("client"),
                 name=settings.name,
                 interface_name=interface,
+                options=options,
             )
             stopped_why = None
             task = asyncio.create_task(agent.run())
@@ -267,8 +296,16 @@ def _cmd_up(args: argparse.Namespace) -> int:
     try:
         import uvloop
 
+        from zerogate.client.agent import ClientOptions
+
         interface = args.interface or settings.client_interface
-        return int(uvloop.run(_up(settings, source, token, urls, interface)))
+        options = ClientOptions(
+            dns_control=settings.dns_control,
+            dns_upstream=tuple(settings.dns_upstream),
+            internet=bool(args.internet or settings.internet_resource),
+            state_dir=settings.state_dir,
+        )
+        return int(uvloop.run(_up(settings, source, token, urls, interface, options)))
     finally:
         telemetry.shutdown()
 

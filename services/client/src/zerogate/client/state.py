@@ -4,6 +4,15 @@
 (the most specific prefix wins when resources overlap) and keeps, per
 resource, the state of its access (none, requested, authorized through a
 gateway until a time, refused and why) and the packets that wait for it.
+
+DNS resources: a queried name that matches one (the api's wildcard rules and
+precedence, :mod:`zerogate.proto.dns.names`) gets proxy addresses
+(:mod:`zerogate.proto.dns.proxy`); a :class:`NameState` follows each such
+name: the resource it matches now, the gateway that learned it, and the
+packets waiting for that. A packet to a proxy address is for that name's
+resource. The Internet resource, when the user turned it on, takes every
+packet nothing more specific takes.
+
 Nothing here does I/O or reads the clock: times are passed in.
 """
 
@@ -17,6 +26,8 @@ from datetime import datetime
 from enum import StrEnum
 
 from zerogate.common.messages.api import ResourceView
+from zerogate.proto.dns.names import DnsPattern, NameMatcher
+from zerogate.proto.dns.proxy import ProxyAddresses, slot_of
 from zerogate.proto.net import IPNetwork
 
 #: Packets kept per resource while its access is being set up (Firezone: 128).
@@ -62,6 +73,27 @@ class ResourceState:
         return out
 
 
+@dataclass
+class NameState:
+    """A name that matched a DNS resource when it was asked for, and its proxy addresses."""
+
+    name: str
+    v4: tuple[ipaddress.IPv4Address, ...]
+    v6: tuple[ipaddress.IPv6Address, ...]
+    #: The resource the name matches now (None: none any more).
+    resource_id: str | None = None
+    #: The gateway that learned this name (its proxy addresses go there).
+    gateway_id: str | None = None
+    requested_at: float | None = None
+    buffer: deque[bytes] = field(default_factory=lambda: deque(maxlen=BUFFER_PACKETS))
+
+    def proxy_ips(self) -> list[str]:
+        return [str(a) for a in (*self.v4, *self.v6)]
+
+    def networks(self) -> list[IPNetwork]:
+        return [ipaddress.ip_network(str(a)) for a in (*self.v4, *self.v6)]
+
+
 def network_of(resource: ResourceView) -> IPNetwork | None:
     """The prefix a CIDR/IP resource covers (None for DNS and the Internet resource)."""
     if resource.type not in ("cidr", "ip") or not resource.address:
@@ -81,10 +113,18 @@ def destination(packet: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
 
 
 class Resources:
-    """The resources this client may see, and its access to each."""
+    """The resources this client may see, and its access to each.
 
-    def __init__(self) -> None:
+    ``internet``: the user turned the Internet resource on (``zerogate up
+    --internet``); without it, that resource is never asked for.
+    """
+
+    def __init__(self, *, internet: bool = False) -> None:
         self.states: dict[str, ResourceState] = {}
+        self.internet = internet
+        self.proxies = ProxyAddresses()
+        self.names: dict[str, NameState] = {}
+        self._matcher = NameMatcher(())
 
     def replace(self, resources: Iterable[ResourceView]) -> tuple[list[IPNetwork], list[IPNetwork]]:
         """Take the full list from ``init``; returns the routes to add and to remove."""
@@ -94,6 +134,7 @@ class Resources:
             del self.states[rid]
         for resource in fresh.values():
             self.upsert(resource)
+        self.rematch()
         after = self.routes()
         return sorted(after - before, key=str), sorted(before - after, key=str)
 
@@ -104,15 +145,92 @@ class Resources:
             state = ResourceState(resource, network)
             self.states[resource.id] = state
         else:
-            if state.network != network:  # another address: the old access does not hold
+            moved = state.network != network or (
+                resource.type == "dns" and state.resource.address != resource.address
+            )
+            if moved:  # another address: the old access does not hold
                 state.access = Access.NONE
                 state.gateway_id = None
             state.resource = resource
             state.network = network
+        self.rematch()
         return state
 
     def remove(self, resource_id: str) -> ResourceState | None:
-        return self.states.pop(resource_id, None)
+        state = self.states.pop(resource_id, None)
+        self.rematch()
+        return state
+
+    # -- DNS resources ---------------------------------------------------------------
+    def rematch(self) -> None:
+        """Recompute which DNS resource each known name matches (after any change)."""
+        patterns: list[tuple[str, DnsPattern]] = []
+        for rid, state in self.states.items():
+            if state.resource.type == "dns" and state.resource.address:
+                try:
+                    patterns.append((rid, DnsPattern.compile(state.resource.address)))
+                except ValueError:
+                    continue
+        self._matcher = NameMatcher(patterns)
+        for ns in self.names.values():
+            now = self._matcher.match(ns.name)
+            if now != ns.resource_id:
+                ns.resource_id = now
+                ns.gateway_id = None
+                ns.requested_at = None
+
+    def match_name(self, labels: tuple[str, ...]) -> ResourceState | None:
+        """The visible DNS resource a queried name (normalised labels) belongs to."""
+        if not self._matcher:
+            return None
+        rid = self._matcher.match_labels(labels)
+        return self.states.get(rid) if rid is not None else None
+
+    def name(self, name: str) -> NameState:
+        """The state of a (normalised) name, with its proxy addresses given out now if new."""
+        ns = self.names.get(name)
+        if ns is None:
+            v4, v6 = self.proxies.addresses(name)
+            ns = NameState(name, v4, v6, resource_id=self._matcher.match(name))
+            self.names[name] = ns
+        return ns
+
+    def name_at(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> NameState | None:
+        """The name a proxy address was given to (None: not a proxy address of ours)."""
+        found = self.proxies.name_at(address)
+        return self.names.get(found) if found is not None else None
+
+    def names_of(self, resource_id: str) -> list[NameState]:
+        return [ns for ns in self.names.values() if ns.resource_id == resource_id]
+
+    def names_via(self, gateway_id: str) -> list[NameState]:
+        """Names the gateway learned, of resources authorized (through any gateway)."""
+        out = []
+        for ns in self.names.values():
+            if ns.gateway_id != gateway_id or ns.resource_id is None:
+                continue
+            state = self.states.get(ns.resource_id)
+            if state is not None and state.access is Access.AUTHORIZED:
+                out.append(ns)
+        return out
+
+    def lose(self, state: ResourceState) -> None:
+        """The resource's access is gone: so is what its gateway learned of its names."""
+        state.access = Access.NONE
+        state.gateway_id = None
+        state.requested_at = None
+        for ns in self.names_of(state.resource.id):
+            ns.gateway_id = None
+            ns.requested_at = None
+
+    def internet_state(self) -> ResourceState | None:
+        """The Internet resource, when the user turned it on and a policy shows it."""
+        if not self.internet:
+            return None
+        for state in self.states.values():
+            if state.resource.type == "internet":
+                return state
+        return None
 
     def routes(self) -> set[IPNetwork]:
         return {s.network for s in self.states.values() if s.network is not None}
@@ -121,6 +239,28 @@ class Resources:
         """The resource a packet's destination lies in; the longest prefix wins."""
         dst = destination(packet)
         return None if dst is None else self.match_address(dst)
+
+    def target(self, packet: bytes) -> tuple[ResourceState | None, NameState | None]:
+        """What a packet no session carries yet is for.
+
+        ``(state, None)``: a CIDR/IP resource (or the Internet resource);
+        ``(state, name)``: a name of a DNS resource, by its proxy address;
+        ``(None, name)``: a proxy address whose name matches no resource now;
+        ``(None, None)``: nothing of ours.
+        """
+        dst = destination(packet)
+        if dst is None:
+            return None, None
+        if slot_of(dst) is not None:
+            ns = self.name_at(dst)
+            if ns is None:
+                return None, None
+            state = self.states.get(ns.resource_id) if ns.resource_id else None
+            return state, ns
+        state = self.match_address(dst)
+        if state is None:
+            state = self.internet_state()
+        return state, None
 
     def match_address(
         self, dst: ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -143,10 +283,19 @@ class Resources:
         ]
 
     def allowed_ips(self, gateway_id: str) -> list[IPNetwork]:
-        """What the gateway's WireGuard peer carries: its authorized resources."""
-        return sorted({s.network for s in self.via(gateway_id) if s.network is not None}, key=str)
+        """What the gateway's WireGuard peer carries: its authorized resources, the proxy
+        addresses of the names it learned, and everything for the Internet resource."""
+        nets: set[IPNetwork] = set()
+        for state in self.via(gateway_id):
+            if state.network is not None:
+                nets.add(state.network)
+            elif state.resource.type == "internet" and self.internet:
+                nets.update((ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")))
+        for ns in self.names_via(gateway_id):
+            nets.update(ns.networks())
+        return sorted(nets, key=str)
 
     @staticmethod
-    def due(state: ResourceState, now: float) -> bool:
-        """Whether to ask for this resource now (not asked within REQUEST_INTERVAL)."""
+    def due(state: ResourceState | NameState, now: float) -> bool:
+        """Whether to ask for this resource (or name) now (not asked within REQUEST_INTERVAL)."""
         return state.requested_at is None or now - state.requested_at >= REQUEST_INTERVAL
