@@ -245,3 +245,21 @@ def test_garbage_never_raises(data: bytes) -> None:
         assert result is None or isinstance(result, bytes)
         if len(prefix + data) >= 1:
             t.table.outbound(prefix + data if prefix else (data or b"\x45"))
+
+
+def test_a_filter_change_reaches_translated_flows_already_running():
+    t = Table()
+    resource = _resource("d", "app.corp.test", "dns")
+    t.grant(CLIENT, resource, domain="app.corp.test", proxy_ips=PROXIES)
+    t.table.set_addresses("app.corp.test", ["172.16.5.10"], [])
+    flow = packet(CLIENT.ipv4, str(V4[0]), TCP, 40000, 9100)
+    assert t.table.inbound(flow) is not None  # the flow is set up
+    assert t.table.inbound(flow) is not None  # and now takes the fast path
+    narrowed = _resource(
+        "d", "app.corp.test", "dns", filters=[{"protocol": "tcp", "ports": ["80"]}]
+    )
+    t.table.update_resource(narrowed)
+    assert t.table.inbound(flow) is None
+    assert t.answer_kind() == ADMIN_PROHIBITED_V4
+    t.table.update_resource(resource)
+    assert t.table.inbound(flow) is not None

@@ -52,9 +52,16 @@ from zerogate.common.messages.signaling import AuthorizationRef, ClientInfo
 from zerogate.proto.dns.names import DnsPattern, NameMatcher
 from zerogate.proto.dns.proxy import PER_FAMILY, slot_of
 from zerogate.proto.ip.icmp import unreachable
-from zerogate.proto.ip.nat import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, NatTable
-from zerogate.proto.ip.nat import out_key as nat_out_key
-from zerogate.proto.ip.nat import rewrite as nat_rewrite
+from zerogate.proto.ip.nat import (
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    NatTable,
+    flow_key,
+    rewrite,
+    rewrite_v4,
+)
 
 #: ``(version, network as int, mask as int)``
 Prefix = tuple[int, int, int]
@@ -71,6 +78,9 @@ _P4, _PM4 = int(PROXY_V4.network_address), int(PROXY_V4.netmask)
 _P6, _PM6 = int(PROXY_V6.network_address), int(PROXY_V6.netmask)
 _T4, _TM4 = int(TUNNEL_V4.network_address), int(TUNNEL_V4.netmask)
 _T6, _TM6 = int(TUNNEL_V6.network_address), int(TUNNEL_V6.netmask)
+# 100.96.0.0/11 as its first two bytes, for the fast path
+_P4_FIRST, _P4_SECOND, _P4_MASK = 100, 96, 0xE0
+_PORTED = frozenset({PROTO_TCP, PROTO_UDP})
 #: Packets held per name while it is being resolved.
 PENDING_PER_NAME: Final = 64
 #: ICMP answers made per second at most (the kernel's icmp_msgs_per_sec is 1000).
@@ -388,6 +398,9 @@ class AccessTable:
                     rules.proxies[packed] = Target(name, found[1], ip.version, rid, table)
         # Most specific first: a refusal by a narrow resource's filter still lets a
         # wider grant through, so every match is tried, but the common case is the first.
+        for flow in access.nat.flows():  # the flows already running get the new filters
+            target = rules.proxies.get(flow.proxy)
+            flow.tag = target.filters if target is not None else None
         rules.v4 = tuple(sorted(v4, key=lambda p: -bin(p[1]).count("1")))
         rules.v6 = tuple(sorted(v6, key=lambda p: -bin(p[1]).count("1")))
         rules.names = NameMatcher(patterns)
@@ -432,6 +445,23 @@ class AccessTable:
             rules = self._rules.get(packet[12:16])
             if rules is None:
                 return None
+            if (
+                b0 == 0x45  # no options
+                and packet[16] == _P4_FIRST
+                and packet[17] & _P4_MASK == _P4_SECOND
+                and packet[9] in _PORTED
+                and not (packet[6] & 0x1F or packet[7])
+                and n >= 24
+            ):
+                # A flow to a proxy address already translated: its key is one slice.
+                nat = rules.access.nat
+                flows = nat.tcp_out if packet[9] == PROTO_TCP else nat.udp_out
+                flow = flows.get(packet[12:24])
+                if flow is not None and (
+                    flow.tag is None or permits(flow.tag, packet, 20, packet[9], False)
+                ):
+                    flow.last = self.now
+                    return rewrite_v4(packet, flow, dst=True)
             dst = int.from_bytes(packet[16:20], "big")
             offset = (b0 & 0x0F) << 2
             protocol = packet[9]
@@ -485,8 +515,14 @@ class AccessTable:
             self._answer(packet, prohibited=True)
             return None
         nat = rules.access.nat
-        key = None if later else nat_out_key(packet, version, offset, protocol)
-        flow = nat.out.get(key) if key is not None else None
+        if offset == 20 and not later and (protocol in (PROTO_TCP, PROTO_UDP)):
+            # IPv4 without options: the key is one slice, the rewrite one expression
+            flow = (nat.tcp_out if protocol == PROTO_TCP else nat.udp_out).get(packet[12:24])
+            if flow is not None:
+                flow.last = self.now
+                return rewrite_v4(packet, flow, dst=True)
+        key = None if later else flow_key(packet, version, offset, protocol)
+        flow = nat.find(protocol, key) if key is not None else None
         if flow is None:
             resolved = self.addresses.get(target.name)
             if resolved is None:
@@ -504,21 +540,35 @@ class AccessTable:
             real = reals[target.index % len(reals)]
             if key is None:  # a fragment: no flow, the same choice as its first part
                 adjustment = (int.from_bytes(real, "big") - int.from_bytes(proxy, "big")) % 0xFFFF
-                return nat_rewrite(packet, version, offset, protocol, dst=True, address=real,
-                                   adjustment=adjustment)  # fmt: skip
-            flow = nat.add(key, protocol, proxy, real, self.now)
+                return rewrite(packet, version, offset, protocol, dst=True, address=real,
+                               adjustment=adjustment)  # fmt: skip
+            flow = nat.add(protocol, key, proxy, real, self.now)
+            flow.tag = target.filters
             if self.on_resolve is not None:
                 self.on_resolve(target.name)  # a new flow: refresh the name when stale
         else:
             flow.last = self.now
-        return nat_rewrite(packet, version, offset, protocol, dst=True, address=flow.real,
-                           adjustment=flow.out_adj)  # fmt: skip
+        return rewrite(packet, version, offset, protocol, dst=True, address=flow.real,
+                       adjustment=flow.out_adj)  # fmt: skip
 
     def outbound(self, packet: bytes) -> bytes:
         """A packet from the site to a client: the source of a translated flow goes back."""
-        nat = self._nat.get(packet[16:20] if packet[0] >> 4 == 4 else packet[24:40])
-        if nat is None:
-            return packet
+        if packet[0] == 0x45:  # IPv4 without options: the usual case, kept short
+            nat = self._nat.get(packet[16:20])
+            if nat is None:
+                return packet
+            protocol = packet[9]
+            if (protocol in (PROTO_TCP, PROTO_UDP)) and not (packet[6] & 0x1F or packet[7]):
+                table = nat.tcp_back if protocol == PROTO_TCP else nat.udp_back
+                flow = table.get(packet[12:24])
+                if flow is None:
+                    return packet
+                flow.last = self.now
+                return rewrite_v4(packet, flow, dst=False)
+        else:
+            nat = self._nat.get(packet[24:40] if packet[0] >> 4 == 6 else packet[16:20])
+            if nat is None:
+                return packet
         back = nat.back_of(packet, self.now)
         return packet if back is None else back
 

@@ -5,11 +5,16 @@ resolver gave the name (``zerogate.proto.dns.proxy``). The gateway rewrites
 the destination to one of the name's real addresses on the way in, and the
 source of the answers back to that proxy address on the way out; the kernel
 then masquerades the client's tunnel address as for any resource. A
-:class:`NatTable` holds one client's flows, each keyed both ways:
+:class:`NatTable` holds one client's flows, per IP protocol, each keyed both
+ways by the packet's own bytes (:func:`flow_key`): source and destination
+address, then the ports (TCP, UDP) or the echo identifier (ICMP):
 
-* out (client → site): ``protocol | source port, destination port | proxy``
-  (ICMP echo: ``protocol | identifier | proxy``);
-* back (site → client): ``protocol | real port, client port | real``.
+* out (client → site): ``client | proxy | client port, port``;
+* back (site → client): ``real | client | port, client port``.
+
+For IPv4 without options that is the slice ``packet[12:24]``, one copy, so
+the owner's per-packet path (``zerogate.gateway.state``) looks a flow up
+without building anything.
 
 A flow keeps its real address until it expires, even when the name's
 records change. Idle flows expire like Firezone's NAT table (its
@@ -31,7 +36,7 @@ recomputed. Nothing here reads a clock or raises on a bad packet.
 from __future__ import annotations
 
 import struct
-from typing import Final
+from typing import Any, Final
 
 PROTO_ICMP: Final = 1
 PROTO_TCP: Final = 6
@@ -50,8 +55,9 @@ ICMPV6_ECHO_REQUEST: Final = 128  # RFC 4443 §4
 ICMPV6_ECHO_REPLY: Final = 129
 ICMPV6_ERRORS: Final = frozenset({1, 2, 3, 4})  # RFC 4443 §3
 
-_B_ICMP: Final = b"\x01"
-_B_ICMPV6: Final = b"\x3a"
+_ECHO: Final = frozenset(
+    {ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY, ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY}
+)
 
 
 def address_adjustment(old: bytes, new: bytes) -> int:
@@ -82,54 +88,53 @@ def idle_timeout(protocol: int) -> float:
 class Flow:
     """One translated flow of one client."""
 
-    __slots__ = ("back_adj", "back_key", "last", "out_adj", "out_key", "proxy", "real", "timeout")
+    __slots__ = (
+        "back_adj", "back_key", "last", "out_adj", "out_key", "protocol", "proxy", "real",
+        "tag", "timeout",
+    )  # fmt: skip
 
-    def __init__(
-        self, out_key: bytes, back_key: bytes, proxy: bytes, real: bytes, timeout: float, now: float
-    ) -> None:
+    def __init__(self, protocol: int, out_key: bytes, back_key: bytes, proxy: bytes, real: bytes,
+                 now: float) -> None:  # fmt: skip
+        self.protocol = protocol
         self.out_key = out_key
         self.back_key = back_key
         self.proxy = proxy
         self.real = real
         self.out_adj = address_adjustment(proxy, real)
         self.back_adj = address_adjustment(real, proxy)
-        self.timeout = timeout
+        self.timeout = idle_timeout(protocol)
         self.last = now
+        #: The owner's: what it checks per packet of the flow (the gateway: the filters).
+        self.tag: Any = None
 
 
-def out_key(packet: bytes, version: int, offset: int, protocol: int) -> bytes | None:
-    """The key of a client's packet to a proxy address (``offset``: where L4 starts).
+def flow_key(packet: bytes, version: int, offset: int, protocol: int) -> bytes | None:
+    """Source and destination address, then ports or echo identifier (``offset``: L4).
 
-    ``None`` when the packet has no flow to speak of (an IPv4 fragment after
-    the first, a truncated header).
+    ``None`` when the packet has no flow to speak of: an IPv4 fragment after
+    the first, a header cut short, an ICMP message that is no echo.
     """
-    dst = packet[16:20] if version == 4 else packet[24:40]
+    ends = packet[12:20] if version == 4 else packet[8:40]
     if protocol in (PROTO_TCP, PROTO_UDP):
         if len(packet) < offset + 4:
             return None
-        return (
-            packet[9:10] + packet[offset : offset + 4] + dst
-            if version == 4
-            else (packet[6:7] + packet[offset : offset + 4] + dst)
-        )
+        return ends + packet[offset : offset + 4]
     if protocol in (PROTO_ICMP, PROTO_ICMPV6):
-        if len(packet) < offset + 8:
+        if len(packet) < offset + 8 or packet[offset] not in _ECHO:
             return None
-        kind = packet[offset]
-        if kind not in (ICMP_ECHO_REQUEST, ICMPV6_ECHO_REQUEST):
-            return None
-        tag = _B_ICMP if protocol == PROTO_ICMP else _B_ICMPV6
-        return tag + packet[offset + 4 : offset + 6] + dst
-    return bytes((protocol,)) + dst
+        return ends + packet[offset + 4 : offset + 6]
+    return ends
 
 
 def back_key_for(out: bytes, protocol: int, real: bytes) -> bytes:
     """The key the answers of a flow with out-key ``out`` carry."""
+    alen = len(real)
+    client = out[:alen]
     if protocol in (PROTO_TCP, PROTO_UDP):
-        return out[:1] + out[3:5] + out[1:3] + real
+        return real + client + out[-2:] + out[-4:-2]
     if protocol in (PROTO_ICMP, PROTO_ICMPV6):
-        return out[:3] + real
-    return out[:1] + real
+        return real + client + out[-2:]
+    return real + client
 
 
 def rewrite(packet: bytes, version: int, offset: int, protocol: int, *, dst: bool,
@@ -166,44 +171,107 @@ def rewrite(packet: bytes, version: int, offset: int, protocol: int, *, dst: boo
     return bytes(out)
 
 
-class NatTable:
-    """One client's translated flows, found from either side."""
+def rewrite_v4(packet: bytes, flow: Flow, *, dst: bool) -> bytes:
+    """The fast case of :func:`rewrite`: IPv4 without options, TCP or UDP, not a later
+    fragment (the caller checked), with the flow's address and adjustment.
 
-    __slots__ = ("back", "out")
+    RFC 1624 eqn. 3 with the carry folded once (``~HC`` and the adjustment are
+    16-bit, so their sum carries at most once); a result of 0xFFFF (negative
+    zero) is as good a checksum as 0x0000 (RFC 1624 §3).
+    """
+    if dst:
+        address, adjustment, at = flow.real, flow.out_adj, 16
+    else:
+        address, adjustment, at = flow.proxy, flow.back_adj, 12
+    out = bytearray(packet)
+    out[at : at + 4] = address
+    c = (0xFFFF ^ (packet[10] << 8 | packet[11])) + adjustment
+    c = 0xFFFF ^ ((c & 0xFFFF) + (c >> 16))
+    out[10] = c >> 8
+    out[11] = c & 0xFF
+    if packet[9] == PROTO_TCP:
+        at = 36
+    else:
+        at = 26
+        if not (packet[26] or packet[27]):  # no UDP checksum (RFC 768)
+            return bytes(out)
+    c = (0xFFFF ^ (packet[at] << 8 | packet[at + 1])) + adjustment
+    c = 0xFFFF ^ ((c & 0xFFFF) + (c >> 16))
+    if c == 0 and at == 26:
+        c = 0xFFFF  # RFC 768: a computed zero is sent as all ones
+    out[at] = c >> 8
+    out[at + 1] = c & 0xFF
+    return bytes(out)
+
+
+class NatTable:
+    """One client's translated flows, found from either side.
+
+    ``tcp_out``/``udp_out`` and ``tcp_back``/``udp_back`` are public for the
+    owner's per-packet fast path; other protocols live in ``other``.
+    """
+
+    __slots__ = ("other_back", "other_out", "tcp_back", "tcp_out", "udp_back", "udp_out")
 
     def __init__(self) -> None:
-        self.out: dict[bytes, Flow] = {}
-        self.back: dict[bytes, Flow] = {}
+        self.tcp_out: dict[bytes, Flow] = {}
+        self.udp_out: dict[bytes, Flow] = {}
+        self.tcp_back: dict[bytes, Flow] = {}
+        self.udp_back: dict[bytes, Flow] = {}
+        self.other_out: dict[int, dict[bytes, Flow]] = {}
+        self.other_back: dict[int, dict[bytes, Flow]] = {}
+
+    def _tables(self, protocol: int) -> tuple[dict[bytes, Flow], dict[bytes, Flow]]:
+        if protocol == PROTO_TCP:
+            return self.tcp_out, self.tcp_back
+        if protocol == PROTO_UDP:
+            return self.udp_out, self.udp_back
+        return self.other_out.setdefault(protocol, {}), self.other_back.setdefault(protocol, {})
+
+    def flows(self) -> list[Flow]:
+        out = [*self.tcp_out.values(), *self.udp_out.values()]
+        for table in self.other_out.values():
+            out.extend(table.values())
+        return out
 
     def __len__(self) -> int:
-        return len(self.out)
+        return len(self.tcp_out) + len(self.udp_out) + sum(map(len, self.other_out.values()))
 
-    def add(self, key: bytes, protocol: int, proxy: bytes, real: bytes, now: float) -> Flow:
-        if len(self.out) >= MAX_FLOWS:
-            oldest = min(self.out.values(), key=lambda f: f.last)
-            self.remove(oldest)
-        back = back_key_for(key, protocol, real)
-        flow = Flow(key, back, proxy, real, idle_timeout(protocol), now)
-        self.out[key] = flow
-        self.back[flow.back_key] = flow
+    def find(self, protocol: int, key: bytes) -> Flow | None:
+        """The flow a client's packet with this :func:`flow_key` belongs to."""
+        if protocol == PROTO_TCP:
+            return self.tcp_out.get(key)
+        if protocol == PROTO_UDP:
+            return self.udp_out.get(key)
+        table = self.other_out.get(protocol)
+        return table.get(key) if table is not None else None
+
+    def add(self, protocol: int, key: bytes, proxy: bytes, real: bytes, now: float) -> Flow:
+        if len(self) >= MAX_FLOWS:
+            self.remove(min(self.flows(), key=lambda f: f.last))
+        flow = Flow(protocol, key, back_key_for(key, protocol, real), proxy, real, now)
+        out, back = self._tables(protocol)
+        out[key] = flow
+        back[flow.back_key] = flow
         return flow
 
     def remove(self, flow: Flow) -> None:
-        if self.out.get(flow.out_key) is flow:
-            del self.out[flow.out_key]
-        if self.back.get(flow.back_key) is flow:
-            del self.back[flow.back_key]
+        out, back = self._tables(flow.protocol)
+        if out.get(flow.out_key) is flow:
+            del out[flow.out_key]
+        if back.get(flow.back_key) is flow:
+            del back[flow.back_key]
 
     def expire(self, now: float) -> int:
         """Drop flows idle past their timeout; returns how many went."""
-        gone = [f for f in self.out.values() if now - f.last >= f.timeout]
+        gone = [f for f in self.flows() if now - f.last >= f.timeout]
         for flow in gone:
             self.remove(flow)
         return len(gone)
 
     def drop_proxies(self, proxies: set[bytes] | frozenset[bytes]) -> None:
         """Forget the flows to these proxy addresses (their name is no longer served)."""
-        for flow in [f for f in self.out.values() if f.proxy in proxies]:
+        for flow in [f for f in self.flows() if f.proxy in proxies]:
             self.remove(flow)
 
     # -- the way back ------------------------------------------------------------------
@@ -216,30 +284,32 @@ class NatTable:
         if b0 >> 4 == 4:
             offset = (b0 & 0x0F) << 2
             protocol = packet[9]
-            src = packet[12:16]
             version = 4
+            if packet[6] & 0x1F or packet[7]:
+                return None
         else:
             offset = 40
             protocol = packet[6]
-            src = packet[8:24]
             version = 6
-        if protocol in (PROTO_TCP, PROTO_UDP):
-            flow = self.back.get(packet[9:10] + packet[offset : offset + 4] + src if version == 4
-                                 else packet[6:7] + packet[offset : offset + 4] + src)  # fmt: skip
-        elif protocol in (PROTO_ICMP, PROTO_ICMPV6):
+        if protocol in (PROTO_ICMP, PROTO_ICMPV6):
             if len(packet) < offset + 8:
                 return None
             kind = packet[offset]
-            v4 = protocol == PROTO_ICMP
-            if kind == (ICMP_ECHO_REPLY if v4 else ICMPV6_ECHO_REPLY):
-                tag = _B_ICMP if v4 else _B_ICMPV6
-                flow = self.back.get(tag + packet[offset + 4 : offset + 6] + src)
-            elif kind in (ICMP_ERRORS if v4 else ICMPV6_ERRORS):
+            errors = ICMP_ERRORS if protocol == PROTO_ICMP else ICMPV6_ERRORS
+            if kind in errors:
                 return self._error_back(packet, version, offset, now)
-            else:
+            if kind not in _ECHO:
                 return None
+        key = flow_key(packet, version, offset, protocol)
+        if key is None:
+            return None
+        if protocol == PROTO_TCP:
+            flow = self.tcp_back.get(key)
+        elif protocol == PROTO_UDP:
+            flow = self.udp_back.get(key)
         else:
-            flow = self.back.get(bytes((protocol,)) + src)
+            table = self.other_back.get(protocol)
+            flow = table.get(key) if table is not None else None
         if flow is None:
             return None
         flow.last = now
@@ -254,26 +324,28 @@ class NatTable:
                 return None
             inner_offset = inner_at + ((packet[inner_at] & 0x0F) << 2)
             inner_protocol = packet[inner_at + 9]
+            client = packet[inner_at + 12 : inner_at + 16]
             inner_dst = packet[inner_at + 16 : inner_at + 20]
         else:
             if len(packet) < inner_at + 40 or packet[inner_at] >> 4 != 6:
                 return None
             inner_offset = inner_at + 40
             inner_protocol = packet[inner_at + 6]
+            client = packet[inner_at + 8 : inner_at + 24]
             inner_dst = packet[inner_at + 24 : inner_at + 40]
-        tag = bytes((inner_protocol,))
         if inner_protocol in (PROTO_TCP, PROTO_UDP):
             if len(packet) < inner_offset + 4:
                 return None
             ports = packet[inner_offset : inner_offset + 4]
-            key = tag + ports[2:4] + ports[0:2] + inner_dst
+            key = inner_dst + client + ports[2:4] + ports[0:2]
         elif inner_protocol in (PROTO_ICMP, PROTO_ICMPV6):
             if len(packet) < inner_offset + 6:
                 return None
-            key = tag + packet[inner_offset + 4 : inner_offset + 6] + inner_dst
+            key = inner_dst + client + packet[inner_offset + 4 : inner_offset + 6]
         else:
-            key = tag + inner_dst
-        flow = self.back.get(key)
+            key = inner_dst + client
+        _, back = self._tables(inner_protocol)
+        flow = back.get(key)
         if flow is None:
             return None
         flow.last = now
