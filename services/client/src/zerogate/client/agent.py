@@ -84,6 +84,7 @@ from zerogate.common.messages.signaling import (
     ResourceCreatedOrUpdated,
     ResourceDeleted,
 )
+from zerogate.dataplane.errors import TunError
 from zerogate.dataplane.node import ConnectionLost, NodeEvent, PathSelected, path_kind
 from zerogate.dataplane.policy import MARK, PolicyRouting
 from zerogate.dataplane.runtime import AgentRuntime
@@ -106,6 +107,8 @@ PROXIES_FILE = "dns-proxies.json"
 PROXIES_KEPT = 65536
 #: Names listed in ``zerogate status`` at most.
 STATUS_NAMES = 256
+#: Tries at routing while the TUN's addresses settle (50 ms apart).
+ROUTE_ATTEMPTS = 40
 STATIC_ROUTES: tuple[IPNetwork, ...] = (
     PROXY_V4,
     PROXY_V6,
@@ -194,6 +197,8 @@ class ClientAgent(AgentRuntime):
         self._routes_lock = asyncio.Lock()
         self._save_proxies: asyncio.TimerHandle | None = None
         self._search: list[str] = []
+        #: A host set-up that failed for good (the stub's port taken, ...): ends ``run``.
+        self._setup_error: ConfigError | None = None
         self.client_id: str | None = None
         self.state = "connecting"
         self.fatal: str | None = None
@@ -230,6 +235,8 @@ class ClientAgent(AgentRuntime):
             if self._expiry is not None:
                 self._expiry.cancel()
             await self._teardown()
+        if self._setup_error is not None:
+            raise self._setup_error
 
     async def _teardown(self) -> None:
         """Give the host back: its DNS first (the stub goes), then routing, then the TUN."""
@@ -291,9 +298,19 @@ class ClientAgent(AgentRuntime):
             assert self.iface is not None
             self.iface.set_unrouted(self._unrouted)
             self.iface.set_event_hook(self._wireguard_event)
-        await self._sync_routes()
-        if created:
-            await self._start_dns()
+        try:
+            await self._sync_routes()
+            if created:
+                await self._start_dns()
+        except (ConfigError, TunError) as exc:
+            # Nothing to retry with: stop, and say why (``zerogate up`` exits 2).
+            detail = exc.detail if isinstance(exc, ConfigError) else str(exc)
+            self._setup_error = ConfigError(detail)
+            self.fatal = detail
+            log.error("cannot set the host up: %s", detail)
+            if self.link is not None:
+                self.spawn(self.link.stop())
+            return
         self.apply_relays(init.relays)
         self.state = "connected"
         await self.flush_outbox()
@@ -338,7 +355,16 @@ class ClientAgent(AgentRuntime):
                 sources = (
                     {4: self.interface.ipv4, 6: self.interface.ipv6} if self.interface else None
                 )
-                await self.update_routes(add=add, remove=remove, sources=sources)
+                for attempt in range(ROUTE_ATTEMPTS):
+                    try:
+                        await self.update_routes(add=add, remove=remove, sources=sources)
+                        break
+                    except TunError:
+                        # A fresh IPv6 address stays "tentative" for a moment after the
+                        # link comes up; a route cannot name it as its source until then.
+                        if attempt == ROUTE_ATTEMPTS - 1:
+                            raise
+                        await asyncio.sleep(0.05)
                 self._routes = wanted
             internet = self.resources.internet_state() is not None
             if internet:

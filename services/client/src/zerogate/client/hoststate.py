@@ -50,7 +50,7 @@ class HostState:
                 self.data.pop(key, None)
             else:
                 self.data[key] = value
-        if not self.data:
+        if not self.data.keys() - {"pid"}:
             self.clear()
             return
         self.data["pid"] = os.getpid()

@@ -23,10 +23,13 @@ A name that matches a resource this client may not see is just another name:
 it goes upstream, never to a gateway. The cache of resource answers is
 emptied whenever the resources change.
 
-The hot path (:meth:`StubResolver.cached`) serves a cached answer without the
-codec: it finds the question with :mod:`zerogate.proto.dns.wire`, takes the
-answer built for that exact question (and EDNS/DO), and patches the id,
-flags, letter case and TTLs into it. Sockets (:class:`StubServer`): UDP read
+The hot path serves a cached answer without the codec. A query whose bytes
+after the id were seen before gets the bytes answered then, with its own id
+(:attr:`StubResolver.replies`, valid until a TTL in it would change). Any
+other query for a cached question (:meth:`StubResolver.cached`): its question
+is found with :mod:`zerogate.proto.dns.wire`, the answer built for that exact
+question (and EDNS/DO) is taken, and the id, flags, letter case and TTLs are
+patched into it. Sockets (:class:`StubServer`): UDP read
 in batches from the event loop, TCP with 2-byte length framing (RFC 7766),
 pipelined, idle connections closed after :data:`TCP_IDLE` seconds.
 """
@@ -76,6 +79,8 @@ DNS_PORT: Final = 53
 PROXY_TTL: Final = 1
 #: Answers kept at most; the oldest go first.
 CACHE_ENTRIES: Final = 10_000
+#: Replies to exact queries kept at most (all dropped when full: rebuilt on the next hit).
+REPLY_ENTRIES: Final = 20_000
 #: No upstream answer is kept longer than this (seconds).
 MAX_CACHE_TTL: Final = 86_400
 #: Queries waiting for an answer at most (more are dropped: the application retries).
@@ -84,6 +89,8 @@ TCP_IDLE: Final = 10.0
 MAX_TCP_CONNECTIONS: Final = 256
 UDP_RECEIVE_BUFFER: Final = 4 * 1024 * 1024
 READ_BATCH: Final = 256
+#: Largest UDP query read (a query is a question and an OPT record: far less).
+QUERY_MAX: Final = 4096
 _REVERSE: Final = (dns.name.from_text("in-addr.arpa."), dns.name.from_text("ip6.arpa."))
 
 #: ``forward(resource_state, name, query) -> answer`` through the tunnel (None: failed).
@@ -118,12 +125,18 @@ class StubResolver:
         self._on_name = on_name
         self._clock = clock
         self._cache: dict[bytes, _Entry] = {}
+        #: query bytes after the id -> (answer bytes after the id, valid until)
+        self.replies: dict[bytes, tuple[bytes, float]] = {}
         self._inflight: dict[bytes, asyncio.Future[bytes | None]] = {}
         self.stats = {"queries": 0, "cached": 0, "upstream": 0, "resource": 0, "gateway": 0}
 
     def resources_changed(self) -> None:
         """Forget every cached answer: a name may have become a resource's, or stopped."""
         self._cache.clear()
+        self.replies.clear()
+
+    def now(self) -> float:
+        return self._clock()
 
     # -- the hot path ----------------------------------------------------------------------
     def cached(self, data: bytes, *, tcp: bool = False) -> bytes | None:
@@ -139,15 +152,22 @@ class StubResolver:
             del self._cache[query.key]
             return None
         body = entry.rendered
+        valid_until = entry.expires
         if entry.ttls is not None:
             elapsed = int(now - entry.stored)
             if elapsed != entry.rendered_at:
                 entry.rendered = body = with_ttls(entry.body, entry.ttls, elapsed)
                 entry.rendered_at = elapsed
+            valid_until = min(valid_until, entry.stored + elapsed + 1)
         if not tcp and len(body) > query.udp_size:
             return None
         self.stats["cached"] += 1
-        return reply_to(body, data, query.end)
+        reply = reply_to(body, data, query.end)
+        if not tcp:
+            if len(self.replies) >= REPLY_ENTRIES:
+                self.replies.clear()
+            self.replies[data[2:]] = (reply[2:], valid_until)
+        return reply
 
     def _store(self, key: bytes, body: bytes, ttl: float | None, ttls: TtlMap | None) -> None:
         if ttl is not None and ttl <= 0:
@@ -434,25 +454,39 @@ class StubServer:
         recvfrom = sock.recvfrom
         sendto = sock.sendto
         cached = resolver.cached
-        for _ in range(READ_BATCH):
-            try:
-                data, source = recvfrom(65535)
-            except BlockingIOError:
-                return
-            except OSError:
-                return
-            answer = cached(data)
-            if answer is not None:
-                resolver.stats["queries"] += 1
-                with contextlib.suppress(OSError):
-                    sendto(answer, source)
-                continue
-            if len(self._tasks) >= MAX_PENDING:
-                self.dropped += 1
-                continue
-            task = asyncio.ensure_future(self._slow_udp(sock, data, source))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        replies = resolver.replies
+        now = resolver.now()
+        served = 0
+        try:
+            for _ in range(READ_BATCH):
+                try:
+                    data, source = recvfrom(QUERY_MAX)
+                except OSError:  # BlockingIOError: drained
+                    return
+                hit = replies.get(data[2:])
+                if hit is not None and hit[1] > now:
+                    served += 1
+                    try:  # noqa: SIM105 - per query: no context manager object
+                        sendto(data[:2] + hit[0], source)
+                    except OSError:
+                        pass
+                    continue
+                answer = cached(data)
+                if answer is not None:
+                    served += 1
+                    try:  # noqa: SIM105
+                        sendto(answer, source)
+                    except OSError:
+                        pass
+                    continue
+                if len(self._tasks) >= MAX_PENDING:
+                    self.dropped += 1
+                    continue
+                task = asyncio.ensure_future(self._slow_udp(sock, data, source))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        finally:
+            resolver.stats["queries"] += served
 
     async def _slow_udp(self, sock: socket.socket, data: bytes, source: Any) -> None:
         try:
