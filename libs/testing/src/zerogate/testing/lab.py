@@ -718,7 +718,7 @@ class NetLab:
         self._closers.append(fn)
 
     def remove_on_close(self, path: Path) -> None:
-        """Delete ``path`` (a file or socket) when the lab closes."""
+        """Delete ``path`` (a file, socket or directory) when the lab closes."""
         self._files.append(path)
 
     def _spawn(
@@ -776,7 +776,10 @@ class NetLab:
             _run(["ip", "netns", "del", ns.name], check=False)
         for path in self._files:
             with contextlib.suppress(OSError):
-                path.unlink()
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
         for handle in self._log_handles:
             with contextlib.suppress(OSError):
                 handle.close()

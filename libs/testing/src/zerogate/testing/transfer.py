@@ -56,12 +56,16 @@ class TcpTransfer:
         seed: bytes | None = None,
         idle_timeout: float = 15.0,
         download: bool = False,
+        connect_to: str | None = None,
     ) -> None:
         """``download``: the connecting side (``sender``) receives what the
-        listening side (``receiver``) sends, as a client fetching a file does."""
+        listening side (``receiver``) sends, as a client fetching a file does.
+        ``connect_to``: the address the sender connects to, when it is not the
+        one the receiver listens on (a gateway translates it)."""
         self.size = size
         self.download = download
         self.address = address
+        self.connect_to = connect_to or address
         self.port = port
         self.seed = seed if seed is not None else os.urandom(16)
         self.idle_timeout = idle_timeout
@@ -168,7 +172,7 @@ class TcpTransfer:
         self._end = time.monotonic()
 
     def _send(self) -> None:
-        self._client.connect((self.address, self.port))
+        self._client.connect((self.connect_to, self.port))
         self._write_all(self._client)
         self._client.shutdown(socket.SHUT_WR)
 
@@ -190,7 +194,7 @@ class TcpTransfer:
             conn.shutdown(socket.SHUT_WR)
 
     def _fetch(self) -> None:
-        self._client.connect((self.address, self.port))
+        self._client.connect((self.connect_to, self.port))
         while True:
             chunk = self._client.recv(self.CHUNK)
             if not chunk:

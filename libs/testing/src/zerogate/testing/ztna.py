@@ -24,7 +24,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,14 +212,24 @@ class ZtnaLab:
         self.lab.on_close(proc.stop)
         return agent
 
-    def start_client(self, token: str, *, urls: list[str] | None = None, **extra: str) -> Agent:
-        interface = self.lab.ifname()
+    def start_client(
+        self,
+        token: str,
+        *,
+        urls: list[str] | None = None,
+        interface: str | None = None,
+        args: Sequence[str] = (),
+        **extra: str,
+    ) -> Agent:
+        """``zerogate up [args]`` in the client namespace (``interface``: reuse a name,
+        as a restart on the same host does)."""
+        interface = interface or self.lab.ifname()
         control = self.workdir / f"client-{interface}.sock"
         env = self._agent_env(
             token, urls, ZG_CLIENT_INTERFACE=interface, ZG_CONTROL_SOCKET=str(control), **extra
         )
         proc = ServiceProcess(
-            "client", [script("zerogate"), "up"], env=env, workdir=self.workdir,
+            "client", [script("zerogate"), "up", *args], env=env, workdir=self.workdir,
             ns=self.client, reports_ports=False,
         ).start()  # fmt: skip
         agent = Agent(proc, self.client, interface, control)
