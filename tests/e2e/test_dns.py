@@ -551,6 +551,11 @@ def test_the_host_dns_comes_back_after_down_sigterm_and_a_crash(dns_lab: DnsLab)
     assert env.client is not None
     interface = env.client.interface
     assert _stub_in_place(env)
+    proxies = addresses_of(query(env.client_ns, "app.corp.test", "A"))
+    text = env.client_ns.run(
+        script("zerogate"), "--control-socket", str(env.client.control_socket), "status"
+    ).stdout
+    assert f"dns:        {STUB_V4} {STUB_V6} (etc-resolv-conf)" in text, text
     # SIGTERM
     env.client.process.stop()
     assert _resolv_conf(env) == ORIGINAL_RESOLV_CONF
@@ -560,6 +565,8 @@ def test_the_host_dns_comes_back_after_down_sigterm_and_a_crash(dns_lab: DnsLab)
     assert _stub_in_place(env)
     code, err = curl(env.client_ns, "http://www.public.test/")
     assert code == 200, err
+    # a name keeps its proxy addresses from one run to the next
+    assert addresses_of(query(env.client_ns, "app.corp.test", "A")) == proxies
     _down(env, agent)
     assert _resolv_conf(env) == ORIGINAL_RESOLV_CONF
     assert not env.client_ns.link_exists(interface)

@@ -378,6 +378,23 @@ def _ask(
     return reply
 
 
+def _dns_lines(status: dict[str, Any]) -> list[str]:
+    """The stub, how the host's DNS points at it, and the Internet resource."""
+    dns = status.get("dns") or {}
+    lines = []
+    if dns.get("stub"):
+        upstreams = " ".join(dns.get("upstreams") or []) or "none"
+        lines.append(
+            f"dns:        {' '.join(dns['stub'])} ({dns.get('control')}), upstream {upstreams}, "
+            f"{len(dns.get('names') or [])} resource names"
+        )
+    internet = status.get("internet") or {}
+    if internet.get("enabled"):
+        routed = "routed" if internet.get("routing") else "not offered to this client"
+        lines.append(f"internet:   on, {routed}")
+    return lines
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     status = _ask(args, {"command": "status", "verbose": args.verbose})
     if args.json:
@@ -389,6 +406,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         + (f" ({status['last_error']})" if status.get("last_error") else ""),
         f"interface:  {iface.get('name')} {iface.get('ipv4') or ''} {iface.get('ipv6') or ''}",
         f"signaling:  {status.get('signaling')}",
+        *_dns_lines(status),
         "resources:",
     ]
     for res in status.get("resources", []):
