@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections import OrderedDict
@@ -130,7 +131,8 @@ class NameResolver:
         except (dns.exception.DNSException, OSError, ValueError):
             return [], None, False
         ttl = float(answer.rrset.ttl) if answer.rrset is not None else MIN_TTL
-        return [r.address for r in answer], ttl, True
+        # In a stable order: a proxy address's index picks one of them (rrsets are sets).
+        return sorted((r.address for r in answer), key=ipaddress.ip_address), ttl, True
 
 
 def _negative_ttl(exc: dns.exception.DNSException) -> float:
