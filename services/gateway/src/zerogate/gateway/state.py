@@ -558,9 +558,26 @@ class AccessTable:
             if nat is None:
                 return packet
             protocol = packet[9]
-            if (protocol in (PROTO_TCP, PROTO_UDP)) and not (packet[6] & 0x1F or packet[7]):
-                table = nat.tcp_back if protocol == PROTO_TCP else nat.udp_back
-                flow = table.get(packet[12:24])
+            if protocol == PROTO_TCP and not (packet[6] & 0x1F or packet[7]):
+                # The bulk of a download: rewrite_v4 inlined (source, TCP).
+                flow = nat.tcp_back.get(packet[12:24])
+                if flow is None:
+                    return packet
+                flow.last = self.now
+                adjustment = flow.back_adj
+                out = bytearray(packet)
+                out[12:16] = flow.proxy
+                c = (0xFFFF ^ (packet[10] << 8 | packet[11])) + adjustment
+                c = 0xFFFF ^ ((c & 0xFFFF) + (c >> 16))
+                out[10] = c >> 8
+                out[11] = c & 0xFF
+                c = (0xFFFF ^ (packet[36] << 8 | packet[37])) + adjustment
+                c = 0xFFFF ^ ((c & 0xFFFF) + (c >> 16))
+                out[36] = c >> 8
+                out[37] = c & 0xFF
+                return bytes(out)
+            if protocol == PROTO_UDP and not (packet[6] & 0x1F or packet[7]):
+                flow = nat.udp_back.get(packet[12:24])
                 if flow is None:
                     return packet
                 flow.last = self.now
