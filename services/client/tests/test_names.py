@@ -86,3 +86,20 @@ def test_losing_a_resource_forgets_what_its_gateway_learned():
     assert ns.gateway_id is None
     assert ns.requested_at is None
     assert res.names_via("g1") == []
+
+
+def test_a_flood_of_names_forgets_the_oldest_unused(monkeypatch):
+    from zerogate.client import state as state_module
+
+    monkeypatch.setattr(state_module, "MAX_NAMES", 3)
+    res = _resources()
+    forgotten: list[str] = []
+    res.on_forget = forgotten.append
+    first = res.name("a.corp.test")
+    first.gateway_id = "g1"  # in use: kept
+    res.name("b.corp.test")
+    res.name("c.corp.test")
+    res.name("d.corp.test")
+    assert set(res.names) == {"a.corp.test", "c.corp.test", "d.corp.test"}
+    assert res.proxies.known("b.corp.test") is None
+    assert forgotten == ["b.corp.test"]  # the stub drops answers naming its addresses

@@ -192,6 +192,7 @@ class ClientAgent(AgentRuntime):
         self.stub = StubResolver(
             self.resources, self.upstream, self._forward_dns, on_name=self._name_given
         )
+        self.resources.on_forget = lambda _name: self.stub.resources_changed()
         self._stub_server: StubServer | None = None
         self._routes: set[IPNetwork] = set()
         self._routes_lock = asyncio.Lock()

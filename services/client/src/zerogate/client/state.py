@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -34,6 +34,9 @@ from zerogate.proto.net import IPNetwork
 BUFFER_PACKETS = 128
 #: A resource is asked for at most this often (seconds, Firezone: 2 s).
 REQUEST_INTERVAL = 2.0
+#: Names of DNS resources kept at most; beyond, the oldest no gateway knows are forgotten
+#: (their proxy addresses are given out again), so a flood of names cannot exhaust memory.
+MAX_NAMES = 65536
 
 
 class Access(StrEnum):
@@ -125,6 +128,8 @@ class Resources:
         self.proxies = ProxyAddresses()
         self.names: dict[str, NameState] = {}
         self._matcher = NameMatcher(())
+        #: Called with a name forgotten to make room (answers naming its addresses are stale).
+        self.on_forget: Callable[[str], None] | None = None
 
     def replace(self, resources: Iterable[ResourceView]) -> tuple[list[IPNetwork], list[IPNetwork]]:
         """Take the full list from ``init``; returns the routes to add and to remove."""
@@ -190,10 +195,21 @@ class Resources:
         """The state of a (normalised) name, with its proxy addresses given out now if new."""
         ns = self.names.get(name)
         if ns is None:
+            if len(self.names) >= MAX_NAMES:
+                self._forget_a_name()
             v4, v6 = self.proxies.addresses(name)
             ns = NameState(name, v4, v6, resource_id=self._matcher.match(name))
             self.names[name] = ns
         return ns
+
+    def _forget_a_name(self) -> None:
+        for old in self.names.values():
+            if old.gateway_id is None and not old.buffer:
+                del self.names[old.name]
+                self.proxies.release(old.name)
+                if self.on_forget is not None:
+                    self.on_forget(old.name)
+                return
 
     def name_at(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> NameState | None:
         """The name a proxy address was given to (None: not a proxy address of ours)."""

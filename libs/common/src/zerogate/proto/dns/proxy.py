@@ -117,6 +117,12 @@ class ProxyAddresses:
     def known(self, name: str) -> int | None:
         return self._by_name.get(name)
 
+    def release(self, name: str) -> None:
+        """Give a name's slot back (the owner forgets names it no longer needs)."""
+        slot = self._by_name.pop(name, None)
+        if slot is not None:
+            self._by_slot.pop(slot, None)
+
     def load(self, saved: Mapping[str, int]) -> None:
         """Take the slots a previous run gave out (bad or clashing entries are skipped)."""
         for name, slot in saved.items():
