@@ -51,6 +51,7 @@ import ipaddress
 import json
 import logging
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,6 +110,8 @@ PROXIES_KEPT = 65536
 STATUS_NAMES = 256
 #: Tries at routing while the TUN's addresses settle (50 ms apart).
 ROUTE_ATTEMPTS = 40
+#: Seconds a host change at stop may take.
+COMMAND_TIMEOUT = 10.0
 STATIC_ROUTES: tuple[IPNetwork, ...] = (
     PROXY_V4,
     PROXY_V6,
@@ -241,20 +244,38 @@ class ClientAgent(AgentRuntime):
 
     async def _teardown(self) -> None:
         """Give the host back: its DNS first (the stub goes), then routing, then the TUN."""
-        if self.dns_control is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.dns_control.restore)
-            self.dns_control = None
+        self._give_host_back()
+        if self._save_proxies is not None:
+            self._save_proxies.cancel()
+        self._write_proxies()
         if self._stub_server is not None:
             with contextlib.suppress(Exception):
                 await self._stub_server.close()
             self._stub_server = None
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.policy.remove)
-        await asyncio.to_thread(self.host.clear)
         await self.close_tunnel()
         self._routes.clear()
-        self._write_proxies()
+
+    def _give_host_back(self) -> None:
+        """The host's resolver and routing rules as they were. Synchronous on purpose: a
+        stop that cancels the agent's task cannot cut it short."""
+        if self.dns_control is not None:
+            try:
+                self.dns_control.restore()
+            except Exception:
+                log.exception("cannot restore the host's DNS")
+            self.dns_control = None
+        if self.policy.active:
+            # pyroute2 runs a loop of its own: not on ours, so in a thread, waited for
+            worker = threading.Thread(target=self._remove_policy, name="zg-policy", daemon=True)
+            worker.start()
+            worker.join(COMMAND_TIMEOUT)
+        self.host.clear()
+
+    def _remove_policy(self) -> None:
+        try:
+            self.policy.remove()
+        except Exception:
+            log.exception("cannot remove the routing rules")
 
     async def _link_down(self) -> None:
         self.state = "reconnecting"
@@ -290,8 +311,9 @@ class ClientAgent(AgentRuntime):
         upstreams = self.options.dns_upstream or tuple(init.dns.upstream) or self._host_upstreams
         try:
             self.upstream.servers = parse_servers(upstreams)
-        except ValueError as exc:
-            raise ConfigError(f"invalid setting ZG_DNS_UPSTREAM: {exc}") from exc
+        except ValueError:
+            log.warning("upstream resolvers that are no addresses: ignored")
+            self.upstream.servers = []
         created = await self.ensure_tunnel(
             init.interface, [], addresses=STUB_ADDRESSES, fwmark=self.options.fwmark
         )

@@ -66,7 +66,10 @@ class ClientSettings(AgentSettings):
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        from zerogate.client.upstream import parse_servers
+
+        parse_servers(value)  # a ValueError names the setting
         return value
 
 
