@@ -107,3 +107,25 @@ def test_a_record_of_nothing_is_no_file(tmp_path: Path) -> None:
     assert json.loads(state.path.read_text())["pid"] == os.getpid()
     state.record(rules=None)
     assert not state.path.exists()
+
+
+@pytest.mark.netns
+def test_a_namespace_without_a_resolv_conf_of_its_own_leaves_the_hosts_alone() -> None:
+    from zerogate.testing.dnsd import netns_resolv_conf
+    from zerogate.testing.lab import NetLab, lab_unavailable_reason
+
+    if lab_unavailable_reason() is not None:
+        pytest.skip(lab_unavailable_reason() or "")
+    code = (
+        "from zerogate.client import dnscontrol; "
+        "print(dnscontrol.choose('auto'), dnscontrol.choose('etc-resolv-conf'))"
+    )
+    with NetLab() as lab:
+        shared = lab.namespace("shared")
+        assert shared.run(sys.executable, "-c", code).stdout.split() == [
+            "disabled",  # auto: the host's file is not ours to rewrite
+            "etc-resolv-conf",  # asked for by name: done
+        ]
+        own = lab.namespace("own")
+        netns_resolv_conf(own, "nameserver 192.0.2.53\n")
+        assert own.run(sys.executable, "-c", code).stdout.split()[0] == "etc-resolv-conf"

@@ -4,7 +4,11 @@
 
 ``auto`` (the default)
     ``systemd-resolved`` when it runs and manages ``/etc/resolv.conf``, else
-    ``etc-resolv-conf``.
+    ``etc-resolv-conf``; but ``disabled`` when the client runs in a network
+    namespace of its own while ``/etc/resolv.conf`` is the very file of the
+    host's namespace (``ip netns exec`` without ``/etc/netns/<ns>/resolv.conf``):
+    pointing the host's processes at a stub they cannot reach would cut their
+    DNS off.
 ``systemd-resolved``
     The TUN gets the stub's addresses as its DNS servers and the routing
     domain ``~.`` (every name), as ``resolvectl dns``/``domain`` set them;
@@ -92,9 +96,61 @@ def host_upstreams(stub: Sequence[str], resolv_conf: Path = RESOLV_CONF) -> list
     return [s for s in servers if s.split("%", 1)[0] not in skip]
 
 
+NETNS_DIRS: Final = (Path("/run/netns"), Path("/var/run/netns"))  # ip-netns(8)
+NETNS_ETC: Final = Path("/etc/netns")
+
+
+def _named_namespace() -> str | None:
+    """The ``ip netns`` name of our network namespace, if it has one."""
+    try:
+        mine = os.stat("/proc/self/ns/net")
+    except OSError:
+        return None
+    for directory in NETNS_DIRS:
+        try:
+            entries = list(directory.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                found = entry.stat()
+            except OSError:
+                continue
+            if (found.st_dev, found.st_ino) == (mine.st_dev, mine.st_ino):
+                return entry.name
+    return None
+
+
+def shared_with_another_namespace(resolv_conf: Path = RESOLV_CONF) -> bool:
+    """``resolv_conf`` is also the file of processes in another network namespace.
+
+    In a named namespace (``ip netns exec``) the file is its own only when
+    ``/etc/netns/<name>/resolv.conf`` exists (ip-netns(8) bind-mounts it);
+    elsewhere, when PID 1 is readable, it is shared if PID 1 lives in another
+    network namespace and sees the very same file.
+    """
+    name = _named_namespace()
+    if name is not None:
+        return not (NETNS_ETC / name / "resolv.conf").exists()
+    try:
+        if os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino:
+            return False
+        mine = os.stat(resolv_conf)
+        theirs = os.stat(f"/proc/1/root{os.path.realpath(resolv_conf)}")
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
 def choose(mode: DnsControlMode, resolv_conf: Path = RESOLV_CONF) -> str:
     if mode != "auto":
         return mode
+    if shared_with_another_namespace(resolv_conf):
+        log.warning(
+            "resolv.conf belongs to another network namespace: DNS control is off "
+            "(give this namespace its own, /etc/netns/<ns>/resolv.conf)"
+        )
+        return "disabled"
     return "systemd-resolved" if resolved_manages(resolv_conf) else "etc-resolv-conf"
 
 
