@@ -22,6 +22,7 @@ import resource
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -72,12 +73,18 @@ async def _session(url: str, token: str, ready: list[ClientConnection]) -> None:
 
 
 async def _heartbeats(sessions: list[ClientConnection], stop: asyncio.Event) -> None:
-    """Each session heartbeats every HEARTBEAT_INTERVAL, spread evenly."""
+    """Each session heartbeats every HEARTBEAT_INTERVAL, spread evenly.
+
+    Runs from the first connect on, as agents heartbeat from theirs: a session
+    opened while others still connect must not fall silent for the server's
+    30 s. A session that joins during a round gets its first beat next round.
+    """
     frame = json.dumps({"type": "heartbeat"}, separators=(",", ":"))  # as agents send it
     while not stop.is_set():
         started = time.monotonic()
-        step = HEARTBEAT_INTERVAL / max(1, len(sessions))
-        for i, ws in enumerate(sessions):
+        round_ = list(sessions)
+        step = HEARTBEAT_INTERVAL / max(1, len(round_))
+        for i, ws in enumerate(round_):
             if stop.is_set():
                 return
             try:
@@ -87,6 +94,12 @@ async def _heartbeats(sessions: list[ClientConnection], stop: asyncio.Event) -> 
             due = started + (i + 1) * step
             if due > time.monotonic():
                 await asyncio.sleep(due - time.monotonic())
+        rest = started + HEARTBEAT_INTERVAL - time.monotonic()
+        if rest > 0:
+            try:
+                await asyncio.wait_for(stop.wait(), rest)
+            except TimeoutError:
+                pass
 
 
 async def _drain(ws: ClientConnection) -> None:
@@ -106,19 +119,20 @@ async def run(count: int, idle: float, url: str, token: str, pid: int) -> dict[s
         async with limit:
             await _session(url, token, sessions)
 
+    stop = asyncio.Event()
+    beat = asyncio.create_task(_heartbeats(sessions, stop))
     started = time.monotonic()
     results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
     connect_s = time.monotonic() - started
     failures = [r for r in results if isinstance(r, BaseException)]
     readers = [asyncio.create_task(_drain(ws)) for ws in sessions]
-    stop = asyncio.Event()
-    beat = asyncio.create_task(_heartbeats(sessions, stop))
     await asyncio.sleep(HEARTBEAT_INTERVAL)  # settle: a full round of heartbeats
     after_rss = _rss_kib(pid)
     cpu0, t0 = _cpu_s(pid), time.monotonic()
     await asyncio.sleep(idle)
     cpu1, t1 = _cpu_s(pid), time.monotonic()
     alive = sum(1 for ws in sessions if ws.close_code is None)
+    closed = Counter(str(ws.close_code) for ws in sessions if ws.close_code is not None)
     beats = (t1 - t0) * len(sessions) / HEARTBEAT_INTERVAL
     stop.set()
     await beat
@@ -129,6 +143,7 @@ async def run(count: int, idle: float, url: str, token: str, pid: int) -> dict[s
     return {
         "sessions": len(sessions),
         "alive_after_idle": alive,
+        "close_codes": dict(closed),
         "failures": len(failures),
         "first_failure": repr(failures[0])[:200] if failures else None,
         "connect_seconds": round(connect_s, 1),
@@ -173,6 +188,8 @@ def main() -> int:
     print(f"idle sessions on one signaling process (goal >= 10,000): {result['sessions']} open, "
           f"{result['alive_after_idle']} alive after {result['idle_seconds']} s, "
           f"{result['failures']} failed to open")  # fmt: skip
+    if result["close_codes"]:
+        print(f"  closed during the run, by close code: {result['close_codes']}")
     print(f"  connect: {result['connect_seconds']} s ({result['connects_per_second']}/s)")
     print(f"  memory: {result['rss_before_mib']} -> {result['rss_after_mib']} MiB "
           f"({result['kib_per_session']} KiB per session)")  # fmt: skip
