@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import resource
@@ -96,10 +97,8 @@ async def _heartbeats(sessions: list[ClientConnection], stop: asyncio.Event) -> 
                 await asyncio.sleep(due - time.monotonic())
         rest = started + HEARTBEAT_INTERVAL - time.monotonic()
         if rest > 0:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), rest)
-            except TimeoutError:
-                pass
 
 
 async def _drain(ws: ClientConnection) -> None:
