@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zerogate.dataplane.offload import TcpCoalescer, checksum, split_packet
+from zerogate.proto.ip.nat import address_adjustment, rewrite
 
 # linux/virtio_net.h
 VNET_LEN = 10
@@ -140,6 +142,52 @@ def test_tso_fin_only_on_the_last_and_cwr_only_on_the_first() -> None:
     flags = [segment[33] for segment in segments]
     assert [bool(f & FIN) for f in flags] == [False, False, True]
     assert [bool(f & CWR) for f in flags] == [True, False, False]
+
+
+PROXY_V4 = bytes([100, 96, 0, 9])
+PROXY_V6 = ipaddress.IPv6Address("fd00:2021:1111:8000::7").packed
+
+
+def source_translation(v6: bool) -> Callable[[bytes], bytes]:
+    """The gateway's way back for a DNS resource: the real source becomes the proxy."""
+    if v6:
+        real, proxy = ipaddress.IPv6Address("fd00::1").packed, PROXY_V6
+    else:
+        real, proxy = bytes([10, 0, 0, 1]), PROXY_V4
+    adjustment = address_adjustment(real, proxy)
+    ip_len = 40 if v6 else 20
+    return lambda packet: rewrite(
+        packet, 6 if v6 else 4, ip_len, TCP, dst=False, address=proxy, adjustment=adjustment
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(1, 9000), mss=st.integers(500, 1460), v6=st.booleans())
+def test_rewrite_once_on_a_super_packet_equals_rewriting_each_segment(
+    size: int, mss: int, v6: bool
+) -> None:
+    translate = source_translation(v6)
+    buffer = tso_super_packet(bytes(range(256)) * (size // 256) + b"z" * (size % 256), mss, v6=v6)
+    once = split_packet(buffer, translate)
+    each = [translate(segment) for segment in split_packet(buffer)]
+    assert once == each
+    for segment in once:
+        assert_valid(segment)
+        source = segment[8:24] if v6 else segment[12:16]
+        assert source == (PROXY_V6 if v6 else PROXY_V4)
+
+
+def test_rewrite_applies_to_a_plain_packet_and_one_with_a_partial_checksum() -> None:
+    translate = source_translation(False)
+    packet = tcp_packet(b"hello")
+    assert split_packet(bytes(VNET_LEN) + packet, translate) == [translate(packet)]
+    partial = bytearray(tcp_packet(b"hello", valid=False))
+    value = ~rfc1071(pseudo(bytes(partial[12:16]), bytes(partial[16:20]), len(partial) - 20))
+    struct.pack_into("!H", partial, 36, value & 0xFFFF)
+    header = struct.pack("<BBHHHH", F_NEEDS_CSUM, GSO_NONE, 0, 0, 20, 16)
+    (out,) = split_packet(header + bytes(partial), translate)
+    assert_valid(out)
+    assert out[12:16] == PROXY_V4
 
 
 def test_plain_packet_with_partial_checksum_is_completed() -> None:

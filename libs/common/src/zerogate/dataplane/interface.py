@@ -322,7 +322,9 @@ class WireGuardInterface:
 
     def set_outbound_rewrite(self, rewrite: Callable[[bytes], bytes] | None) -> None:
         """Hand every packet read from the TUN to ``rewrite`` before it is sealed; it
-        returns the packet to send (the same or a changed one)."""
+        returns the packet to send (the same or a changed one, of the same length).
+        It must decide on the IP and transport headers alone: a TCP super-packet's
+        header is rewritten once, before it is cut (``offload.split_packet``)."""
         self._outbound_rewrite = rewrite
 
     def set_event_hook(self, hook: Callable[[object], None] | None) -> None:
@@ -396,14 +398,15 @@ class WireGuardInterface:
                 self.stats.tun_read_errors += 1
                 break
             if not offload:
-                packets: list[bytes] | tuple[bytes] = (buffer,)
+                packets: list[bytes] | tuple[bytes] = (
+                    (buffer,) if outbound is None else (outbound(buffer),)
+                )
             elif buffer[0] or buffer[1]:  # checksum to finish or a super-packet to cut
-                packets = split(buffer)
+                packets = split(buffer, outbound)  # a super-packet's header rewritten once
             else:
-                packets = (buffer[VIRTIO_NET_HDR_LEN:],)
+                packet = buffer[VIRTIO_NET_HDR_LEN:]
+                packets = (packet,) if outbound is None else (outbound(packet),)
             for packet in packets:
-                if outbound is not None:
-                    packet = outbound(packet)
                 sealed = encrypt(packet, now)
                 if sealed is None:
                     if unrouted is not None:

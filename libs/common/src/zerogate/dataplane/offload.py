@@ -26,6 +26,7 @@ Malformed super-packets (which only our own kernel can hand us) are dropped.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 VIRTIO_NET_HDR_LEN = 10
 VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
@@ -48,6 +49,8 @@ MAX_COALESCED = 65535 - 60  # an IPv4 total length must fit 16 bits
 MAX_SEGMENTS = 64
 
 _HDR = struct.Struct("<BBHHHH")
+Rewrite = Callable[[bytes], bytes]
+"""A per-packet translation applied while splitting (see :func:`split_packet`)."""
 IoVec = list[bytes | memoryview]
 """The pieces of one TUN write, for ``os.writev`` (no copy into one buffer)."""
 _U16 = struct.Struct("!H")
@@ -80,8 +83,16 @@ def _pseudo_sum(packet: bytes | bytearray, version: int, length: int) -> int:
     return (int.from_bytes(addresses, "big") + IPPROTO_TCP + length) % 0xFFFF
 
 
-def split_packet(buffer: bytes) -> list[bytes]:
-    """Turn what a vnet-header TUN read returned into plain IP packets."""
+def split_packet(buffer: bytes, rewrite: Rewrite | None = None) -> list[bytes]:
+    """Turn what a vnet-header TUN read returned into plain IP packets.
+
+    ``rewrite`` (a packet in, the same packet or a translated one of the same
+    length out) is applied to every packet returned, as if called on each;
+    a super-packet's segments all share one IP and TCP header, so it runs
+    once, on that header, before the segments get their checksums (the
+    gateway's address translation: one call per 64 KiB instead of per
+    segment). It must decide on the IP and transport headers alone.
+    """
     if len(buffer) <= VIRTIO_NET_HDR_LEN:
         return []
     flags, gso_type, _hdr_len, gso_size, csum_start, csum_offset = _HDR.unpack_from(buffer)
@@ -89,10 +100,10 @@ def split_packet(buffer: bytes) -> list[bytes]:
     if kind == VIRTIO_NET_HDR_GSO_NONE:
         packet = buffer[VIRTIO_NET_HDR_LEN:]
         if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
-            return [_finish_checksum(packet, csum_start, csum_offset)]
-        return [packet]
+            packet = _finish_checksum(packet, csum_start, csum_offset)
+        return [packet if rewrite is None else rewrite(packet)]
     if kind in (VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6) and gso_size > 0:
-        return _segment_tcp(bytearray(buffer[VIRTIO_NET_HDR_LEN:]), gso_size)
+        return _segment_tcp(bytearray(buffer[VIRTIO_NET_HDR_LEN:]), gso_size, rewrite)
     return []  # UDP fragmentation offload is never enabled
 
 
@@ -107,7 +118,7 @@ def _finish_checksum(packet: bytes, start: int, offset: int) -> bytes:
     return packet[:field] + _U16.pack(value) + packet[field + 2 :]
 
 
-def _segment_tcp(packet: bytearray, mss: int) -> list[bytes]:
+def _segment_tcp(packet: bytearray, mss: int, rewrite: Rewrite | None) -> list[bytes]:
     if len(packet) < 40:  # smallest IPv4 + TCP header
         return []
     version = packet[0] >> 4
@@ -132,7 +143,12 @@ def _segment_tcp(packet: bytearray, mss: int) -> list[bytes]:
     seq = _U32.unpack_from(packet, ip_len + 4)[0]
     flags = packet[ip_len + 13]
     ip_id = _U16.unpack_from(packet, 4)[0] if version == 4 else 0
-    header = bytearray(packet[:header_len])
+    if rewrite is None:
+        header = bytearray(packet[:header_len])
+    else:
+        header = bytearray(rewrite(bytes(packet[:header_len])))
+        if len(header) != header_len:
+            return []  # a rewrite changes addresses, never a length
     header[ip_len + 16 : ip_len + 18] = b"\x00\x00"
     if version == 4:
         header[10:12] = b"\x00\x00"

@@ -28,7 +28,9 @@ its AllowedIPs, which are exactly those addresses). Then, by destination:
 
 :meth:`AccessTable.outbound` runs on every packet the site sends to a client
 while any client has proxy addresses: the source of an answer to a
-translated flow goes back to the proxy address.
+translated flow goes back to the proxy address. It reads the IP and transport
+headers only, so the interface runs it once on a TCP super-packet's header
+before cutting it into segments.
 
 Everything a packet is checked against is computed when grants change: per
 client, prefixes as ``(network, mask, filter)`` integers per IP version, and
