@@ -1,14 +1,14 @@
-"""ICMP errors made up locally (RFC 792, RFC 1812 §5.2.7.1, RFC 4443)."""
+"""ICMP errors made up locally (RFC 792, RFC 1812 §5.2.7.1, RFC 4443), and echo."""
 
 from __future__ import annotations
 
 import ipaddress
 import struct
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zerogate.proto.ip.icmp import checksum, unreachable
+from zerogate.proto.ip.icmp import checksum, echo_reply, echo_request, unreachable
 
 
 def _tcp_v4(src: str, dst: str) -> bytes:
@@ -64,3 +64,38 @@ def test_no_error_about_an_error() -> None:
 @given(st.binary(max_size=100))
 def test_garbage_never_raises(data: bytes) -> None:
     unreachable(data)
+
+
+def test_rfc1071_checksum_example() -> None:
+    # RFC 1071 §3: the words 0001 f203 f4f5 f6f7 sum (with end-around carry) to ddf2.
+    assert checksum(bytes.fromhex("0001f203f4f5f6f7")) == (~0xDDF2 & 0xFFFF)
+    # A message carrying its own checksum sums to zero.
+    msg = bytes.fromhex("0800000012340001") + b"abc"
+    with_csum = msg[:2] + checksum(msg).to_bytes(2, "big") + msg[4:]
+    assert checksum(with_csum) == 0
+
+
+def test_echo_request_and_reply_layout() -> None:
+    # RFC 792: type 8 request / type 0 reply, code 0, identifier and sequence.
+    req = echo_request(False, 0x1234, 7, b"payload")
+    assert req[:2] == bytes([8, 0])
+    assert req[4:8] == bytes.fromhex("12340007")
+    assert req[8:] == b"payload"
+    assert checksum(req) == 0
+    ip_header = bytes([0x45]) + bytes(19)
+    reply = bytes([0, 0]) + req[2:]
+    assert echo_reply(False, ip_header + reply) == (0x1234, 7)
+    assert echo_reply(False, ip_header + req) is None  # a request is not a reply
+    # RFC 4443: 128 request / 129 reply; the kernel writes the checksum; no IP
+    # header on raw ICMPv6 reads.
+    req6 = echo_request(True, 0xBEEF, 2, b"")
+    assert req6 == bytes([128, 0, 0, 0, 0xBE, 0xEF, 0, 2])
+    assert echo_reply(True, bytes([129, 0]) + req6[2:]) == (0xBEEF, 2)
+    assert echo_reply(True, b"\x81") is None
+
+
+@given(st.binary(max_size=64), st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_echo_reply_parser_never_crashes(data: bytes, v6: bool) -> None:
+    result = echo_reply(v6, data)
+    assert result is None or (0 <= result[0] < 65536 and 0 <= result[1] < 65536)

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zerogate.testing import ping
 from zerogate.testing.impair import Impairment, UdpImpairProxy
 from zerogate.testing.lab import (
     CommandFailed,
@@ -59,41 +58,6 @@ def _pid_gone(pid: int) -> bool:
 
 
 # ----------------------------------------------------------------- pure helpers
-
-
-def test_rfc1071_checksum_example():
-    # RFC 1071 §3: the words 0001 f203 f4f5 f6f7 sum (with end-around carry) to ddf2.
-    assert ping._inet_checksum(bytes.fromhex("0001f203f4f5f6f7")) == (~0xDDF2 & 0xFFFF)
-    # A message carrying its own checksum sums to zero.
-    msg = bytes.fromhex("0800000012340001") + b"abc"
-    csum = ping._inet_checksum(msg)
-    with_csum = msg[:2] + csum.to_bytes(2, "big") + msg[4:]
-    assert ping._inet_checksum(with_csum) == 0
-
-
-def test_echo_request_and_reply_layout():
-    # RFC 792: type 8 request / type 0 reply, code 0, identifier and sequence.
-    req = ping._echo_request(False, 0x1234, 7, b"payload")
-    assert req[0] == 8
-    assert req[1] == 0
-    assert req[4:8] == bytes.fromhex("12340007")
-    assert ping._inet_checksum(req) == 0
-    ip_header = bytes([0x45]) + bytes(19)
-    reply = bytes([0, 0]) + req[2:]
-    assert ping._echo_reply(False, ip_header + reply) == (0x1234, 7)
-    assert ping._echo_reply(False, ip_header + req) is None  # a request is not a reply
-    # RFC 4443: 128 request / 129 reply; no IP header on raw ICMPv6 reads.
-    req6 = ping._echo_request(True, 0xBEEF, 2, b"")
-    assert req6[0] == 128
-    assert ping._echo_reply(True, bytes([129, 0]) + req6[2:]) == (0xBEEF, 2)
-    assert ping._echo_reply(True, b"\x81") is None
-
-
-@given(st.binary(max_size=64), st.booleans())
-@settings(max_examples=300, deadline=None)
-def test_echo_reply_parser_never_crashes(data, v6):
-    result = ping._echo_reply(v6, data)
-    assert result is None or (0 <= result[0] < 65536 and 0 <= result[1] < 65536)
 
 
 def test_render_wg_quick_and_setconf():

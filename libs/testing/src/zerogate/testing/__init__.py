@@ -2,8 +2,8 @@
 
 ============================  =====================================================
 :mod:`~zerogate.testing.lab`   network namespaces, veth links, NAT routers, loss and
-                               rate limits, processes tracked by PID
-:mod:`~.ping`                  ICMP echo from a raw socket
+                               rate limits, processes tracked by PID, ICMP echo
+                               (``zerogate.common.ping``) from inside a namespace
 :mod:`~.wireguard`             wireguard-go and ``zerogate-wg`` interfaces, ``wg`` dumps
 :mod:`~.impair`                a UDP proxy that delays, reorders, drops, duplicates
 :mod:`~.transfer`              TCP transfers checked with SHA-256

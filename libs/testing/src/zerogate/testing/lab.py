@@ -73,7 +73,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Self, TypeVar
 
-from zerogate.testing.ping import PingReport, ping_loop
+from zerogate.common.ping import PingReport, ping_loop
 
 IFNAMSIZ = 16  # linux/if.h: interface names are at most IFNAMSIZ - 1 = 15 bytes
 MAX_IFNAME = IFNAMSIZ - 1
@@ -515,8 +515,17 @@ class Namespace:
             sock = self.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         else:
             sock = self.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        payload = (b"zerogate-netlab-" * (payload_size // 16 + 1))[:payload_size]
         with sock:
-            return ping_loop(sock, dst, count, interval, timeout, payload_size, linger)
+            return ping_loop(
+                sock,
+                dst,
+                count=count,
+                interval=interval,
+                timeout=timeout,
+                payload=payload,
+                linger=linger,
+            )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""ICMP errors made up locally: "administratively prohibited" and "unreachable".
+"""ICMP errors made up locally ("administratively prohibited", "unreachable"), and echo.
 
 When a packet is refused (no authorization, a filtered port), the sender
 should learn at once instead of waiting for a timeout: the answer quotes the
@@ -22,6 +22,8 @@ IPV6_MIN_MTU = 1280  # RFC 8200 §5: an ICMPv6 error must fit in it
 PROTO_ICMP = 1
 PROTO_ICMPV6 = 58
 DEFAULT_TTL = 64
+ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0  # RFC 792
+ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY = 128, 129  # RFC 4443 §4.1, §4.2
 
 
 def checksum(data: bytes) -> int:
@@ -83,3 +85,32 @@ def unreachable(
         header = struct.pack("!IHBB16s16s", 6 << 28, length, PROTO_ICMPV6, DEFAULT_TTL, src, dst)
         return header + body
     return None
+
+
+def echo_request(v6: bool, ident: int, seq: int, payload: bytes) -> bytes:
+    """An echo request's ICMP message, as a raw ICMP socket sends it.
+
+    ICMPv6's checksum covers a pseudo-header the kernel knows and we do not,
+    so a raw ICMPv6 socket fills it in; ICMP's is ours to write."""
+    kind = ICMPV6_ECHO_REQUEST if v6 else ICMP_ECHO_REQUEST
+    head = struct.pack("!BBHHH", kind, 0, 0, ident, seq)
+    if v6:
+        return head + payload
+    return struct.pack("!BBHHH", kind, 0, checksum(head + payload), ident, seq) + payload
+
+
+def echo_reply(v6: bool, data: bytes) -> tuple[int, int] | None:
+    """``(identifier, sequence)`` of an echo reply read from a raw socket, else None.
+
+    A raw IPv4 socket's reads start with the IP header; a raw ICMPv6 socket's
+    with the ICMPv6 message."""
+    if not v6:
+        if len(data) < IPV4_HEADER_LEN:
+            return None
+        data = data[(data[0] & 0x0F) * 4 :]
+    if len(data) < 8:
+        return None
+    kind, code, _csum, ident, seq = struct.unpack("!BBHHH", data[:8])
+    if code != 0 or kind != (ICMPV6_ECHO_REPLY if v6 else ICMP_ECHO_REPLY):
+        return None
+    return ident, seq
