@@ -29,9 +29,9 @@ Every command runs with a timeout; a failure raises :class:`CommandFailed`
 carrying the command line and its stderr.
 
 WireGuard interfaces (:mod:`zerogate.testing.wireguard`), the UDP impairment
-proxy (:mod:`zerogate.testing.impair`), TCP transfers
-(:mod:`zerogate.testing.transfer`) and ICMP pings (:mod:`zerogate.testing.ping`)
-build on it.
+proxy (:mod:`zerogate.testing.impair`) and TCP transfers
+(:mod:`zerogate.testing.transfer`) build on it; a namespace's pings run
+:mod:`zerogate.common.ping` inside it.
 
 Error tree::
 
