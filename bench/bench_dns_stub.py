@@ -12,13 +12,16 @@ resource's name; ``upstream``: an A query for a name no resource matches,
 answered from the cache after the first), it measures
 
 * latency: one query at a time, ``--latency`` queries, p50 and p99 in µs;
-* throughput: ``--window`` queries in flight for ``--seconds`` seconds (each
-  answer lets the next query go), answered queries per second.
+* throughput: ``--window`` queries in flight for ``--seconds`` seconds (the
+  answers that came in let as many new queries go, in one GSO ``sendmsg``;
+  answers are read with ``recvmmsg``), answered queries per second, and the
+  server process's CPU time (user + system, from ``/proc/<pid>/stat``) per
+  answered query.
 
 The load comes from one Python thread in the client namespace (so on two
-cores: the load on one, the server on the other); dnsmasq's figure shows how
-far that load reaches. Prints a table and stub/dnsmasq ratios. Asserts
-nothing. Needs root and dnsmasq.
+cores: the load on one, the server on the other), made cheap per query so
+that the server is what runs out first. Prints a table and stub/dnsmasq
+ratios. Asserts nothing. Needs root and dnsmasq.
 
     python bench/bench_dns_stub.py [--seconds 5] [--latency 3000] [--window 64] [--json]
 """
@@ -33,10 +36,12 @@ import socket
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import dns.message
 
+from zerogate.dataplane.udp import SOL_UDP, UDP_SEGMENT, DatagramBatch, raise_buffers
 from zerogate.testing.dnsd import Dnsmasq
 from zerogate.testing.dnslab import CLIENT_UPSTREAM, dns_deployment
 from zerogate.testing.lab import Namespace, NetLab, lab_unavailable_reason
@@ -77,44 +82,57 @@ def latency(ns: Namespace, server: str, name: str, count: int) -> list[float]:
     return ns.call(go)
 
 
-def throughput(ns: Namespace, server: str, name: str, window: int, seconds: float) -> float:
-    """Answers per second with ``window`` queries in flight."""
-    queries = _queries(name)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of every thread of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def go() -> float:
+
+def throughput(
+    ns: Namespace, server: str, name: str, window: int, seconds: float, pid: int
+) -> tuple[float, float]:
+    """Answers per second with ``window`` queries in flight, and the server's CPU µs per answer.
+
+    The load is cheap so that it is not what is measured: the queries that
+    answers make room for go out in one GSO ``sendmsg`` (the server's socket
+    still receives them one datagram each), the answers come in through
+    ``recvmmsg``.
+    """
+    queries = _queries(name)
+    size = len(queries[0])
+    segment = [(SOL_UDP, UDP_SEGMENT, size.to_bytes(2, sys.byteorder))]
+
+    def go() -> tuple[float, float]:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.connect((server, 53))
         sock.setblocking(False)
-        sent: dict[int, float] = {}
-        answered = 0
-        index = 0
-        deadline = time.perf_counter() + seconds
+        raise_buffers(sock)
+        batch = DatagramBatch(sock, count=window, size=4096)
         poller = select.poll()
         poller.register(sock, select.POLLIN)
+        in_flight = answered = index = 0
+        cpu_before = cpu_seconds(pid)
+        started = time.perf_counter()
+        deadline = started + seconds
         try:
-            while (now := time.perf_counter()) < deadline:
-                while len(sent) < window:
-                    query = queries[index % len(queries)]
-                    index += 1
-                    try:
-                        sock.send(query)
-                    except BlockingIOError:
-                        break
-                    sent[int.from_bytes(query[:2], "big")] = now
-                for _fd, _ in poller.poll(100):
-                    while True:
-                        try:
-                            answer = sock.recv(4096)
-                        except BlockingIOError:
-                            break
-                        if sent.pop(int.from_bytes(answer[:2], "big"), None) is not None:
-                            answered += 1
-                stale = [k for k, t in sent.items() if now - t > 1.0]
-                for key in stale:  # lost: let another query take its place
-                    del sent[key]
+            while time.perf_counter() < deadline:
+                room = window - in_flight
+                if room:
+                    burst = [queries[(index + i) % len(queries)] for i in range(room)]
+                    index += room
+                    sock.sendmsg([b"".join(burst)], segment)
+                    in_flight = window
+                if not poller.poll(100):
+                    in_flight = 0  # all lost (none seen in 100 ms): send a new window
+                    continue
+                got = sum(1 for answer in batch.receive() if len(answer) > size)
+                answered += got
+                in_flight -= got
+            elapsed = time.perf_counter() - started
         finally:
             sock.close()
-        return answered / seconds
+        cpu = cpu_seconds(pid) - cpu_before
+        return answered / elapsed, cpu / answered * 1e6 if answered else float("nan")
 
     return ns.call(go)
 
@@ -150,36 +168,48 @@ def main() -> int:
             ns, [BASELINE], hosts={RESOURCE_NAME: [f"172.16.5.{i}" for i in range(10, 14)]},
             servers=[CLIENT_UPSTREAM], log_queries=False, cache_size=10_000,
         ).start()  # fmt: skip
+        assert dep.client is not None
+        assert baseline.process is not None
+        pids = {"stub": dep.client.process.pid, "dnsmasq": baseline.process.pid}
         for server, label in ((STUB, "stub"), (BASELINE, "dnsmasq")):
             for kind, name in (("resource", RESOURCE_NAME), ("upstream", UPSTREAM_NAME)):
                 latency(ns, server, name, 200)  # warm: the name is known, the cache filled
                 rtts = latency(ns, server, name, args.latency)
-                qps = throughput(ns, server, name, args.window, args.seconds)
+                qps, cpu = throughput(ns, server, name, args.window, args.seconds, pids[label])
                 results[f"{label}/{kind}"] = {
                     "p50_us": round(percentile(rtts, 50), 1),
                     "p99_us": round(percentile(rtts, 99), 1),
                     "mean_us": round(statistics.fmean(rtts), 1),
                     "qps": round(qps),
+                    "cpu_us_per_query": round(cpu, 2),
                 }
         baseline.stop()
-        assert dep.client is not None
         results["stub_stats"] = (dep.client.status().get("dns") or {}).get("stats")
     for kind in ("resource", "upstream"):
         stub, base = results[f"stub/{kind}"], results[f"dnsmasq/{kind}"]
         results[f"ratio/{kind}"] = {
             "qps": round(stub["qps"] / base["qps"], 2) if base["qps"] else None,
             "p50": round(stub["p50_us"] / base["p50_us"], 2) if base["p50_us"] else None,
+            "cpu": round(stub["cpu_us_per_query"] / base["cpu_us_per_query"], 2)
+            if base["cpu_us_per_query"]
+            else None,
         }
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"{'server/kind':<20} {'p50 µs':>9} {'p99 µs':>9} {'queries/s':>10}")
+    print(f"{'server/kind':<20} {'p50 µs':>9} {'p99 µs':>9} {'queries/s':>10} {'CPU µs/q':>9}")
     for key, value in results.items():
         if key.startswith(("stub/", "dnsmasq/")):
-            print(f"{key:<20} {value['p50_us']:>9} {value['p99_us']:>9} {value['qps']:>10}")
+            print(
+                f"{key:<20} {value['p50_us']:>9} {value['p99_us']:>9} {value['qps']:>10}"
+                f" {value['cpu_us_per_query']:>9}"
+            )
     for kind in ("resource", "upstream"):
         ratio = results[f"ratio/{kind}"]
-        print(f"stub/dnsmasq {kind}: queries/s x{ratio['qps']}, p50 x{ratio['p50']}")
+        print(
+            f"stub/dnsmasq {kind}: queries/s x{ratio['qps']}, p50 x{ratio['p50']},"
+            f" CPU per query x{ratio['cpu']}"
+        )
     print(f"cores: {os.cpu_count()}")
     return 0
 

@@ -8,15 +8,20 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from zerogate.dataplane.paths import PeerPath, SharedSocketPath
 from zerogate.dataplane.udp import (
     CMSG_SPACE,
     GSO_MAX_SEGMENTS,
+    HAVE_MMSG,
     RECV_SIZE,
+    DatagramBatch,
     UdpError,
     UdpSockets,
     gro_segment_size,
+    sockaddr_address,
 )
 
 UDP_GRO = 104  # linux/udp.h
@@ -138,3 +143,132 @@ def test_shared_socket_path_sends_from_the_interface_port(pair) -> None:
     data, source = receiver.v4.recvfrom(100)
     assert data == b"sealed"
     assert source[1] == sender.port
+
+
+# -- DatagramBatch: many senders read in one call and answered in one call ------------------
+
+
+def _loopback(family: socket.AddressFamily) -> str:
+    return "::1" if family == socket.AF_INET6 else "127.0.0.1"
+
+
+def _wait_readable(sock: socket.socket) -> None:
+    ready, _, _ = select.select([sock], [], [], 5)
+    assert ready, "nothing arrived"
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["mmsg", "portable"])
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6], ids=["v4", "v6"])
+def test_a_batch_answers_each_sender_with_its_own_reply(native: bool, family) -> None:
+    host = _loopback(family)
+    with socket.socket(family, socket.SOCK_DGRAM) as server:
+        server.bind((host, 0))
+        server.setblocking(False)
+        batch = DatagramBatch(server, count=8, size=64, native=native)
+        clients = [socket.socket(family, socket.SOCK_DGRAM) for _ in range(5)]
+        try:
+            for i, client in enumerate(clients):
+                client.connect(server.getsockname()[:2])
+                client.send(b"query %d" % i)
+            _wait_readable(server)
+            got: list[bytes] = []
+            sources = []
+            while len(got) < len(clients):  # all five arrive in one read, or a few
+                datagrams = batch.receive()
+                if not datagrams:
+                    _wait_readable(server)
+                    continue
+                for index, data in enumerate(datagrams):
+                    got.append(data)
+                    sources.append(batch.source(index))
+                    batch.reply(index, b"answer to " + data)
+                assert batch.flush() == len(datagrams)
+            assert sorted(got) == sorted(b"query %d" % i for i in range(5))
+            assert sorted(sources) == sorted(c.getsockname() for c in clients)
+            for i, client in enumerate(clients):
+                client.settimeout(5)
+                assert client.recv(100) == b"answer to query %d" % i
+            assert batch.receive() == []
+            assert batch.dropped == 0
+        finally:
+            for client in clients:
+                client.close()
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["mmsg", "portable"])
+def test_a_reply_larger_than_a_slot_and_a_long_datagram(native: bool) -> None:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client,
+    ):
+        server.bind(("127.0.0.1", 0))
+        server.setblocking(False)
+        batch = DatagramBatch(server, count=4, size=16, native=native)
+        client.connect(server.getsockname())
+        client.settimeout(5)
+        client.send(b"x" * 40)
+        _wait_readable(server)
+        [data] = batch.receive()
+        assert data == b"x" * 16  # cut to the slot, as recvfrom(16) cuts
+        batch.reply(0, b"y" * 1000)  # too large for a slot: sent on its own
+        batch.reply(0, b"short")
+        batch.flush()
+        assert client.recv(2000) == b"y" * 1000
+        assert client.recv(2000) == b"short"
+        with pytest.raises(IndexError):
+            batch.reply(1, b"no such datagram")
+
+
+def test_more_replies_than_slots_all_go_out() -> None:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client,
+    ):
+        server.bind(("127.0.0.1", 0))
+        server.setblocking(False)
+        batch = DatagramBatch(server, count=2, size=16)
+        client.connect(server.getsockname())
+        client.settimeout(5)
+        client.send(b"q")
+        _wait_readable(server)
+        assert batch.receive() == [b"q"]
+        for i in range(5):
+            batch.reply(0, b"%d" % i)
+        batch.flush()
+        assert [client.recv(16) for _ in range(5)] == [b"0", b"1", b"2", b"3", b"4"]
+
+
+@pytest.mark.skipif(not HAVE_MMSG, reason="libc has no recvmmsg/sendmmsg")
+def test_a_refused_reply_is_counted_and_the_rest_still_go() -> None:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client,
+    ):
+        server.bind(("127.0.0.1", 0))
+        server.setblocking(False)
+        batch = DatagramBatch(server, count=4, size=70_000)
+        client.connect(server.getsockname())
+        client.settimeout(5)
+        client.send(b"q")
+        _wait_readable(server)
+        assert batch.receive() == [b"q"]
+        batch.reply(0, b"ok-1")
+        batch.reply(0, b"z" * 66_000)  # fits a slot, not an IPv4 datagram: EMSGSIZE
+        batch.reply(0, b"ok-3")
+        assert batch.flush() == 2
+        assert batch.dropped == 1
+        assert client.recv(100) == b"ok-1"
+        assert client.recv(100) == b"ok-3"
+
+
+@given(st.binary(max_size=40))
+def test_sockaddr_address_reads_both_families_and_refuses_the_rest(raw: bytes) -> None:
+    try:
+        address = sockaddr_address(raw)
+    except ValueError:
+        return
+    family = int.from_bytes(raw[0:2], "little")
+    assert family in (socket.AF_INET, socket.AF_INET6)
+    assert len(address) == (2 if family == socket.AF_INET else 4)
+    assert address[1] == int.from_bytes(raw[2:4], "big")
+    assert socket.inet_pton(family, address[0])

@@ -10,7 +10,10 @@ Speed (Linux): buffers are raised with ``SO_RCVBUFFORCE``/``SO_SNDBUFFORCE``
 :data:`GSO_MAX_SEGMENTS` equal-sized datagrams to one destination in one
 ``sendmsg`` (:class:`RunSender`); UDP GRO (``UDP_GRO``) lets one ``recvmsg``
 return many datagrams glued together, with their size in a control message.
-Both are probed at startup and dropped if the kernel refuses them.
+Both are probed at startup and dropped if the kernel refuses them. Datagrams
+from many sources (a server's queries) are read with one ``recvmmsg`` and
+answered with one ``sendmmsg`` (:class:`DatagramBatch`, through ``ctypes``;
+one ``recvfrom``/``sendto`` each where libc lacks them).
 
 :class:`RunSender` and :func:`raise_buffers` are the one way every Zerogate
 packet path sends batches: the WireGuard interface, the TURN relay's shell
@@ -20,12 +23,16 @@ and the agents' relayed paths (ChannelData) all use them.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import logging
+import os
 import socket
 import struct
 import time
 from collections.abc import Sequence
+from typing import Any, Literal
 
 from zerogate.dataplane.errors import DataplaneError
 from zerogate.proto.net import Endpoint as Endpoint  # re-exported: paths.py reads it here
@@ -302,3 +309,251 @@ def gro_segment_size(ancdata: list[tuple[int, int, bytes]]) -> int:
         if level == SOL_UDP and kind == UDP_GRO and len(data) >= _I32.size:
             return int(_I32.unpack_from(data)[0])
     return 0
+
+
+# --------------------------------------------------------------------------- recvmmsg/sendmmsg
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = (("base", ctypes.c_void_p), ("len", ctypes.c_size_t))
+
+
+class _MsgHdr(ctypes.Structure):
+    _fields_ = (
+        ("name", ctypes.c_void_p),
+        ("namelen", ctypes.c_uint32),
+        ("iov", ctypes.POINTER(_IoVec)),
+        ("iovlen", ctypes.c_size_t),
+        ("control", ctypes.c_void_p),
+        ("controllen", ctypes.c_size_t),
+        ("flags", ctypes.c_int),
+    )
+
+
+class _MMsgHdr(ctypes.Structure):
+    _fields_ = (("hdr", _MsgHdr), ("len", ctypes.c_uint))
+
+
+_SOCKADDR = 28  # sizeof(struct sockaddr_in6), the larger of the two families
+_MSG_DONTWAIT = 0x40
+_AGAIN = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
+# Offsets in the arrays viewed as 32- and 64-bit words (the structures' fields are aligned).
+_HDR_U32 = ctypes.sizeof(_MMsgHdr) // 4
+_HDR_U64 = ctypes.sizeof(_MMsgHdr) // 8
+_NAMELEN_U32 = _MsgHdr.namelen.offset // 4
+_LEN_U32 = _MMsgHdr.len.offset // 4
+_NAME_U64 = _MsgHdr.name.offset // 8
+
+
+def _load_mmsg() -> tuple[Any, Any] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+        recv, send = libc.recvmmsg, libc.sendmmsg
+    except (OSError, AttributeError):
+        return None
+    recv.argtypes = (
+        ctypes.c_int, ctypes.POINTER(_MMsgHdr), ctypes.c_uint, ctypes.c_int, ctypes.c_void_p,
+    )  # fmt: skip
+    recv.restype = ctypes.c_int
+    send.argtypes = (ctypes.c_int, ctypes.POINTER(_MMsgHdr), ctypes.c_uint, ctypes.c_int)
+    send.restype = ctypes.c_int
+    return recv, send
+
+
+_MMSG = _load_mmsg()
+#: Whether libc has ``recvmmsg``/``sendmmsg`` (:class:`DatagramBatch` then uses them).
+HAVE_MMSG = _MMSG is not None
+
+
+def _words(array: ctypes.Array[Any], fmt: Literal["I", "Q"]) -> memoryview[int]:
+    raw = (ctypes.c_ubyte * ctypes.sizeof(array)).from_buffer(array)
+    return memoryview(raw).cast("B").cast(fmt)
+
+
+def sockaddr_address(raw: bytes | memoryview) -> tuple[Any, ...]:
+    """A ``struct sockaddr_in``/``sockaddr_in6`` as the socket module writes it.
+
+    ``(host, port)`` for IPv4, ``(host, port, flowinfo, scope_id)`` for IPv6;
+    ValueError for anything else.
+    """
+    family = int.from_bytes(raw[0:2], "little")
+    port = int.from_bytes(raw[2:4], "big")
+    if family == socket.AF_INET and len(raw) >= 8:
+        return socket.inet_ntop(socket.AF_INET, bytes(raw[4:8])), port
+    if family == socket.AF_INET6 and len(raw) >= 28:
+        flowinfo = int.from_bytes(raw[4:8], "big")
+        scope_id = int.from_bytes(raw[24:28], "little")
+        return socket.inet_ntop(socket.AF_INET6, bytes(raw[8:24])), port, flowinfo, scope_id
+    raise ValueError(f"not an IPv4 or IPv6 socket address (family {family})")
+
+
+class DatagramBatch:
+    """Reads up to ``count`` datagrams in one call and answers them in one call.
+
+    ``receive()`` returns the datagrams waiting on the non-blocking ``sock``
+    (``[]`` when none; other errors raise ``OSError``); ``reply(i, payload)``
+    queues an answer to the sender of the ``i``-th, which ``flush()`` sends
+    (``receive()`` flushes first: the senders' addresses live until the next
+    read; a reply larger than ``size`` is sent at once on its own). A reply
+    that cannot be sent is dropped and counted in ``dropped``, as a lost
+    datagram would be; a datagram longer than ``size`` is cut, as by
+    ``recvfrom(size)``. ``source(i)`` is the ``i``-th sender as an
+    endpoint, for answers given later with ``sock.sendto``.
+
+    With ``recvmmsg``/``sendmmsg`` (``native``) a batch costs two system calls
+    and no per-datagram address objects; without them (or with ``native=False``)
+    it reads and sends one datagram per call.
+    """
+
+    def __init__(
+        self, sock: socket.socket, *, count: int = 64, size: int = 4096, native: bool = True
+    ) -> None:
+        self.sock = sock
+        self.count = count
+        self.size = size
+        self.dropped = 0
+        self.native = native and _MMSG is not None
+        self._queued = 0
+        self._received = 0
+        # The portable form: what recvfrom said, and what to send.
+        self._sources: list[Any] = []
+        self._outbox: list[tuple[bytes, Any]] = []
+        if not self.native:
+            return
+        self._recv_area = (ctypes.c_ubyte * (count * size))()
+        self._send_area = (ctypes.c_ubyte * (count * size))()
+        self._names = (ctypes.c_ubyte * (count * _SOCKADDR))()
+        self._recv_iov = (_IoVec * count)()
+        self._send_iov = (_IoVec * count)()
+        self._recv = (_MMsgHdr * count)()
+        self._send = (_MMsgHdr * count)()
+        names = ctypes.addressof(self._names)
+        self._names_at = names
+        for i in range(count):
+            self._recv_iov[i].base = ctypes.addressof(self._recv_area) + i * size
+            self._recv_iov[i].len = size
+            self._send_iov[i].base = ctypes.addressof(self._send_area) + i * size
+            hdr = self._recv[i].hdr
+            hdr.name = names + i * _SOCKADDR
+            hdr.namelen = _SOCKADDR
+            hdr.iov = ctypes.pointer(self._recv_iov[i])
+            hdr.iovlen = 1
+            out = self._send[i].hdr
+            out.iov = ctypes.pointer(self._send_iov[i])
+            out.iovlen = 1
+        self._recv_view = memoryview(self._recv_area).cast("B")
+        self._send_view = memoryview(self._send_area).cast("B")
+        self._names_view = memoryview(self._names).cast("B")
+        self._recv_u32 = _words(self._recv, "I")
+        self._send_u32 = _words(self._send, "I")
+        self._send_u64 = _words(self._send, "Q")
+        self._send_iov_u64 = _words(self._send_iov, "Q")
+
+    def receive(self) -> list[bytes]:
+        """The datagrams waiting now, at most ``count`` (``[]``: none)."""
+        if self._queued:
+            self.flush()
+        if not self.native:
+            return self._receive_portable()
+        words = self._recv_u32
+        for i in range(self._received):
+            words[i * _HDR_U32 + _NAMELEN_U32] = _SOCKADDR
+        self._received = 0
+        assert _MMSG is not None
+        got = _MMSG[0](self.sock.fileno(), self._recv, self.count, _MSG_DONTWAIT, None)
+        if got < 0:
+            err = ctypes.get_errno()
+            if err in _AGAIN:
+                return []
+            raise OSError(err, os.strerror(err))
+        self._received = got
+        view, size = self._recv_view, self.size
+        return [
+            view[i * size : i * size + words[i * _HDR_U32 + _LEN_U32]].tobytes() for i in range(got)
+        ]
+
+    def _receive_portable(self) -> list[bytes]:
+        out: list[bytes] = []
+        sources = self._sources
+        sources.clear()
+        recvfrom = self.sock.recvfrom
+        for _ in range(self.count):
+            try:
+                data, source = recvfrom(self.size)
+            except BlockingIOError:
+                break
+            out.append(data)
+            sources.append(source)
+        self._received = len(out)
+        return out
+
+    def source(self, index: int) -> tuple[Any, ...]:
+        """The sender of the ``index``-th datagram of the last ``receive()``."""
+        if not self.native:
+            return self._sources[index]  # type: ignore[no-any-return]
+        at = index * _SOCKADDR
+        return sockaddr_address(self._names_view[at : at + _SOCKADDR])
+
+    def reply(self, index: int, payload: bytes) -> None:
+        """Queue ``payload`` to the sender of the ``index``-th datagram of the last read."""
+        if not 0 <= index < self._received:
+            raise IndexError(f"datagram {index} was not in the last read")
+        if not self.native:
+            self._outbox.append((payload, self._sources[index]))
+            self._queued += 1
+            return
+        slot = self._queued
+        length = len(payload)
+        if length > self.size:  # larger than a slot: on its own, at once
+            try:
+                self.sock.sendto(payload, self.source(index))
+            except OSError:
+                self.dropped += 1
+            return
+        if slot >= self.count:  # more replies than datagrams read: send what is queued
+            self.flush()
+            slot = 0
+        at = slot * self.size
+        self._send_view[at : at + length] = payload
+        self._send_iov_u64[slot * 2 + 1] = length
+        self._send_u64[slot * _HDR_U64 + _NAME_U64] = self._names_at + index * _SOCKADDR
+        self._send_u32[slot * _HDR_U32 + _NAMELEN_U32] = self._recv_u32[
+            index * _HDR_U32 + _NAMELEN_U32
+        ]
+        self._queued = slot + 1
+
+    def flush(self) -> int:
+        """Send the queued replies; returns how many went out."""
+        queued, self._queued = self._queued, 0
+        if not queued:
+            return 0
+        if not self.native:
+            return self._flush_portable()
+        assert _MMSG is not None
+        send, fd, sent = _MMSG[1], self.sock.fileno(), 0
+        start = 0
+        while start < queued:
+            done = send(fd, ctypes.byref(self._send[start]), queued - start, _MSG_DONTWAIT)
+            if done > 0:
+                start += done
+                sent += done
+                continue
+            if done < 0 and ctypes.get_errno() in _AGAIN:
+                self.dropped += queued - start
+                break
+            self.dropped += 1  # this one was refused (e.g. no route): the rest may go
+            start += 1
+        return sent
+
+    def _flush_portable(self) -> int:
+        sent = 0
+        sendto = self.sock.sendto
+        for payload, destination in self._outbox:
+            try:
+                sendto(payload, destination)
+                sent += 1
+            except OSError:
+                self.dropped += 1
+        self._outbox.clear()
+        return sent
