@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 import dns.reversename
@@ -18,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zerogate.client.state import Resources, ResourceState
-from zerogate.client.stub import StubResolver
+from zerogate.client.stub import StubResolver, StubServer
 from zerogate.client.upstream import Upstream
 from zerogate.common.messages.api import ResourceView
 
@@ -105,7 +107,22 @@ class Env:
     ) -> dns.message.Message | None:
         self.forwarded.append((state.resource.id, name))
         response = dns.message.make_response(query)
-        response.answer.append(dns.rrset.from_text(query.question[0].name, 5, "IN", "TXT", '"gw"'))
+        question = query.question[0].name
+        if query.question[0].rdtype == dns.rdatatype.MX:  # as a resolver answers: with glue
+            mail = dns.name.from_text("mail.corp.test.")
+            response.answer.append(
+                dns.rrset.from_text(question, 5, "IN", "MX", "10 mail.corp.test.")
+            )
+            response.additional.append(dns.rrset.from_text(mail, 5, "IN", "A", "172.16.5.25"))
+            response.additional.append(dns.rrset.from_text(mail, 5, "IN", "AAAA", "fd00:5::25"))
+        elif query.question[0].rdtype == dns.rdatatype.CNAME:
+            response.answer.append(
+                dns.rrset.from_text(question, 5, "IN", "CNAME", "web.corp.test.")
+            )
+            web = dns.name.from_text("web.corp.test.")
+            response.answer.append(dns.rrset.from_text(web, 5, "IN", "A", "172.16.5.10"))
+        else:
+            response.answer.append(dns.rrset.from_text(question, 5, "IN", "TXT", '"gw"'))
         return response
 
     async def ask(self, name: str, rdtype: str = "A", **kwargs: Any) -> dns.message.Message:
@@ -213,6 +230,29 @@ async def test_a_name_that_becomes_a_resources_is_answered_as_one(env: Env) -> N
     assert all(ipaddress.ip_address(x) in PROXY_V4 for x in _addresses(answer))
 
 
+async def test_any_for_a_resource_name_is_both_families_proxy_addresses(env: Env) -> None:
+    answer = await env.ask("app.corp.test", "ANY")
+    assert {rrset.rdtype for rrset in answer.answer} == {dns.rdatatype.A, dns.rdatatype.AAAA}
+    assert len(_addresses(answer)) == 8
+    assert all(
+        ipaddress.ip_address(x) in PROXY_V4 or ipaddress.ip_address(x) in PROXY_V6
+        for x in _addresses(answer)
+    )
+    assert env.forwarded == []
+    only_v4 = await env.ask("v4.corp.test", "ANY")
+    assert {rrset.rdtype for rrset in only_v4.answer} == {dns.rdatatype.A}
+
+
+@pytest.mark.parametrize("rdtype", ["MX", "CNAME"])
+async def test_a_gateway_answer_never_carries_a_real_address(env: Env, rdtype: str) -> None:
+    answer = await env.ask("db.corp.test", rdtype)
+    assert env.forwarded == [("star", "db.corp.test")]
+    assert answer.answer
+    assert answer.answer[0].rdtype == dns.rdatatype.from_text(rdtype)
+    for section in (answer.answer, answer.authority, answer.additional):
+        assert all(rrset.rdtype not in (dns.rdatatype.A, dns.rdatatype.AAAA) for rrset in section)
+
+
 async def test_ptr_of_a_proxy_address_is_its_name(env: Env) -> None:
     proxy = _addresses(await env.ask("app.corp.test", "AAAA"))[2]
     ptr = await env.ask(dns.reversename.from_address(proxy).to_text(), "PTR")
@@ -250,3 +290,43 @@ async def test_garbage_never_raises(env: Env, data: bytes) -> None:
     answer = await env.stub.answer(data)
     assert answer is None or isinstance(answer, bytes)
     assert env.forwarded == []
+
+
+async def test_the_udp_socket_answers_many_askers_from_cache_and_upstream(env: Env) -> None:
+    """Queries from many sockets at once, read in batches: each asker gets its own answer."""
+    server = StubServer(env.stub, ("127.0.0.1",), port=0)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    askers = []
+    try:
+        address = server._udp[0].getsockname()
+        names = ["app.corp.test", "www.public.test", "nothing.public.test", "web.corp.test"]
+        queries = []
+        for i in range(40):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.connect(address)
+            askers.append(sock)
+            query = dns.message.make_query(names[i % len(names)], "A")
+            queries.append(query)
+        for _ in range(2):  # the first round fills the caches, the second is served from them
+            for sock, query in zip(askers, queries, strict=True):
+                sock.send(query.to_wire())
+            for sock, query in zip(askers, queries, strict=True):
+                wire = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
+                answer = dns.message.from_wire(wire)
+                assert answer.id == query.id
+                assert answer.question[0].name == query.question[0].name
+                if query.question[0].name.to_text() == "www.public.test.":
+                    assert _addresses(answer) == [PUBLIC]
+                elif query.question[0].name.to_text() == "nothing.public.test.":
+                    assert answer.rcode() == dns.rcode.NXDOMAIN
+                else:
+                    assert len(_addresses(answer)) == 4
+        assert sorted(set(env.upstream.asked)) == ["nothing.public.test", "www.public.test"]
+        assert env.stub.stats["cached"] > 0
+        assert server.dropped == 0
+    finally:
+        for sock in askers:
+            sock.close()
+        await server.close()

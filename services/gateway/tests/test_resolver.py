@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
 import pytest
 
 from zerogate.gateway import resolver as resolver_module
-from zerogate.gateway.resolver import NameResolver
+from zerogate.gateway.resolver import DnsServer, NameResolver
 
 #: Firezone's gateway: 10 s per lookup; the cache keeps an answer at least this long.
 LOOKUP_TIMEOUT = 10.0
@@ -45,6 +46,13 @@ class Site(asyncio.DatagramProtocol):
             response.answer.append(
                 dns.rrset.from_text_list(question.name, ttl, "IN", question.rdtype, addresses)
             )
+        elif question.rdtype == dns.rdatatype.MX:  # an MX with its glue, as dnsmasq answers
+            target = dns.name.from_text("mail.corp.test.")
+            response.answer.append(
+                dns.rrset.from_text(question.name, 60, "IN", "MX", "10 mail.corp.test.")
+            )
+            response.additional.append(dns.rrset.from_text(target, 60, "IN", "A", "172.16.5.25"))
+            response.additional.append(dns.rrset.from_text(target, 60, "IN", "AAAA", "fd00:5::25"))
         self.transport.sendto(response.to_wire(), addr)
 
 
@@ -145,3 +153,35 @@ async def test_the_cache_is_bounded(site, monkeypatch):
         resolver.want(f"n{i}.corp.test")
         await _settle(resolver)
     assert list(resolver.cache) == ["n2.corp.test", "n3.corp.test", "n4.corp.test"]
+
+
+async def test_the_server_answers_allowed_clients_without_real_addresses(site):
+    server, port = site
+    server.records[("app.corp.test", dns.rdatatype.A)] = (["172.16.5.10"], 60)
+    dns_server = DnsServer(
+        ["127.0.0.1"],
+        lambda source, name: source == "100.64.0.2" and name.endswith("corp.test"),
+        lambda: ["127.0.0.1"],
+        upstream_port=port,
+    )
+    mx = dns.message.from_wire(
+        await dns_server.answer(
+            dns.message.make_query("app.corp.test", "MX").to_wire(), "100.64.0.2"
+        )
+    )
+    assert [rrset.rdtype for rrset in mx.answer] == [dns.rdatatype.MX]
+    assert mx.additional == []  # the glue's A and AAAA stayed in the site
+    a = dns.message.from_wire(
+        await dns_server.answer(
+            dns.message.make_query("app.corp.test", "A").to_wire(), "100.64.0.2"
+        )
+    )
+    assert a.rcode() == dns.rcode.NOERROR
+    assert a.answer == []
+    other = dns.message.from_wire(
+        await dns_server.answer(
+            dns.message.make_query("app.corp.test", "MX").to_wire(), "100.64.0.9"
+        )
+    )
+    assert other.rcode() == dns.rcode.REFUSED
+    assert dns_server.refused == 1

@@ -8,10 +8,13 @@ it built before:
   api's wildcard rules and precedence): 4 IPv4 and 4 IPv6 proxy addresses
   (:mod:`zerogate.proto.dns.proxy`), only of the families the resource's
   ``ip_stack`` allows (the other family gets an empty answer), TTL 1 so that
-  applications ask again rather than keep a stale address. The first packet
-  to one of them sets the resource up (:mod:`zerogate.client.agent`);
+  applications ask again rather than keep a stale address (ANY gets both
+  families' proxy addresses). The first packet to one of them sets the
+  resource up (:mod:`zerogate.client.agent`);
 * any other type for such a name (MX, TXT, SRV, ...): asked of the resolver of
-  the gateway that serves the resource, through the tunnel (``forward``);
+  the gateway that serves the resource, through the tunnel (``forward``), its
+  A and AAAA records (glue, a CNAME chain's end) removed from every section:
+  a resource's real addresses never reach the client;
 * PTR for a proxy address: the name it was given to (NXDOMAIN for one given
   to no name a resource still matches: the proxy ranges never go upstream);
 * every other name: the upstream resolvers (``ZG_DNS_UPSTREAM``, the
@@ -30,7 +33,9 @@ other query for a cached question (:meth:`StubResolver.cached`): its question
 is found with :mod:`zerogate.proto.dns.wire`, the answer built for that exact
 question (and EDNS/DO) is taken, and the id, flags, letter case and TTLs are
 patched into it. Sockets (:class:`StubServer`): UDP read
-in batches from the event loop, TCP with 2-byte length framing (RFC 7766),
+and answered in batches from the event loop (up to :data:`READ_BATCH` queries
+in one ``recvmmsg``, their cached answers in one ``sendmmsg``:
+:class:`zerogate.dataplane.udp.DatagramBatch`), TCP with 2-byte length framing (RFC 7766),
 pipelined, idle connections closed after :data:`TCP_IDLE` seconds.
 """
 
@@ -59,7 +64,8 @@ import dns.rrset
 
 from zerogate.client.state import Resources, ResourceState
 from zerogate.client.upstream import Upstream, UpstreamError
-from zerogate.proto.dns.proxy import STUB_V4, STUB_V6, slot_of
+from zerogate.dataplane.udp import DatagramBatch
+from zerogate.proto.dns.proxy import STUB_V4, STUB_V6, drop_addresses, slot_of
 from zerogate.proto.dns.wire import (
     HEADER_LEN,
     Query,
@@ -88,9 +94,13 @@ MAX_PENDING: Final = 4096
 TCP_IDLE: Final = 10.0
 MAX_TCP_CONNECTIONS: Final = 256
 UDP_RECEIVE_BUFFER: Final = 4 * 1024 * 1024
-READ_BATCH: Final = 256
+#: Queries read (and answers sent) per system call, and such reads per wake-up.
+READ_BATCH: Final = 64
+READ_ROUNDS: Final = 4
 #: Largest UDP query read (a query is a question and an OPT record: far less).
 QUERY_MAX: Final = 4096
+#: Questions about a resource name the stub answers itself, with proxy addresses.
+_ADDRESS_QUESTIONS: Final = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.ANY})
 _REVERSE: Final = (dns.name.from_text("in-addr.arpa."), dns.name.from_text("ip6.arpa."))
 
 #: ``forward(resource_state, name, query) -> answer`` through the tunnel (None: failed).
@@ -227,7 +237,7 @@ class StubResolver:
         name = ".".join(labels)
         if rrset.rdclass != dns.rdataclass.IN:
             return _rcode(message, dns.rcode.REFUSED)
-        if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        if rrset.rdtype in _ADDRESS_QUESTIONS:
             self.stats["resource"] += 1
             ns = self.resources.name(name)
             if self._on_name is not None:
@@ -235,16 +245,17 @@ class StubResolver:
             response = dns.message.make_response(message)
             response.flags |= dns.flags.RA
             stack = state.resource.ip_stack
-            if rrset.rdtype == dns.rdatatype.A and stack != "ipv6_only":
-                addresses = [str(a) for a in ns.v4]
-            elif rrset.rdtype == dns.rdatatype.AAAA and stack != "ipv4_only":
-                addresses = [str(a) for a in ns.v6]
-            else:
-                addresses = []
-            if addresses:
-                response.answer.append(
-                    dns.rrset.from_text_list(rrset.name, PROXY_TTL, "IN", rrset.rdtype, addresses)
-                )
+            families = []  # ANY: both, as an A and an AAAA question would be answered
+            if rrset.rdtype != dns.rdatatype.AAAA and stack != "ipv6_only":
+                families.append((dns.rdatatype.A, ns.v4))
+            if rrset.rdtype != dns.rdatatype.A and stack != "ipv4_only":
+                families.append((dns.rdatatype.AAAA, ns.v6))
+            for rdtype, proxies in families:
+                addresses = [str(a) for a in proxies]
+                if addresses:
+                    response.answer.append(
+                        dns.rrset.from_text_list(rrset.name, PROXY_TTL, "IN", rdtype, addresses)
+                    )
             body = response.to_wire()
             if query is not None:
                 self._store(query.key, _with_id(body, 0), None, None)
@@ -255,6 +266,7 @@ class StubResolver:
         if answer is None:
             return _rcode(message, dns.rcode.SERVFAIL)
         answer.id = message.id
+        drop_addresses(answer)  # only proxy addresses stand for a resource's name here
         return _fit(answer.to_wire(max_size=65535), udp_size, query)
 
     def _reverse(self, message: dns.message.Message) -> bytes | None:
@@ -424,7 +436,8 @@ class StubServer:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
                 sock.bind((address, self.port))
-                self._loop.add_reader(sock.fileno(), self._readable, sock)
+                batch = DatagramBatch(sock, count=READ_BATCH, size=QUERY_MAX)
+                self._loop.add_reader(sock.fileno(), self._readable, sock, batch)
                 server = await asyncio.start_server(
                     self._serve_tcp, host=address, port=self.port, reuse_address=True
                 )
@@ -449,43 +462,45 @@ class StubServer:
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         self._tcp.clear()
 
-    def _readable(self, sock: socket.socket) -> None:
+    def _readable(self, sock: socket.socket, batch: DatagramBatch) -> None:
         resolver = self.resolver
-        recvfrom = sock.recvfrom
-        sendto = sock.sendto
         cached = resolver.cached
         replies = resolver.replies
+        reply = batch.reply
         now = resolver.now()
         served = 0
         try:
-            for _ in range(READ_BATCH):
+            for _ in range(READ_ROUNDS):
                 try:
-                    data, source = recvfrom(QUERY_MAX)
-                except OSError:  # BlockingIOError: drained
+                    datagrams = batch.receive()
+                except OSError:
                     return
-                hit = replies.get(data[2:])
-                if hit is not None and hit[1] > now:
-                    served += 1
-                    try:  # noqa: SIM105 - per query: no context manager object
-                        sendto(data[:2] + hit[0], source)
-                    except OSError:
-                        pass
-                    continue
-                answer = cached(data)
-                if answer is not None:
-                    served += 1
-                    try:  # noqa: SIM105
-                        sendto(answer, source)
-                    except OSError:
-                        pass
-                    continue
-                if len(self._tasks) >= MAX_PENDING:
-                    self.dropped += 1
-                    continue
-                task = asyncio.ensure_future(self._slow_udp(sock, data, source))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                if not datagrams:
+                    return
+                for index, data in enumerate(datagrams):
+                    hit = replies.get(data[2:])
+                    if hit is not None and hit[1] > now:
+                        served += 1
+                        reply(index, data[:2] + hit[0])
+                        continue
+                    answer = cached(data)
+                    if answer is not None:
+                        served += 1
+                        reply(index, answer)
+                        continue
+                    if len(self._tasks) >= MAX_PENDING:
+                        self.dropped += 1
+                        continue
+                    try:
+                        source = batch.source(index)
+                    except ValueError:
+                        continue
+                    task = asyncio.ensure_future(self._slow_udp(sock, data, source))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                batch.flush()
         finally:
+            batch.flush()
             resolver.stats["queries"] += served
 
     async def _slow_udp(self, sock: socket.socket, data: bytes, source: Any) -> None:

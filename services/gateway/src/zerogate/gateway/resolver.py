@@ -15,7 +15,9 @@ new connections never wait for a refresh; a failed refresh keeps them too.
 (UDP and TCP), for the queries of other types (MX, TXT, SRV, ...) that
 clients' stub resolvers pass on for the resources' names. It answers only a
 client that holds a DNS resource matching the name (REFUSED otherwise), by
-asking the same resolvers.
+asking the same resolvers, with every A and AAAA record taken out of the
+answer (:func:`zerogate.proto.dns.proxy.drop_addresses`): the names' real
+addresses stay in the site.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.resolver
+
+from zerogate.proto.dns.proxy import drop_addresses
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +162,13 @@ class DnsServer:
         nameservers: Callable[[], list[str]],
         *,
         port: int = DNS_PORT,
+        upstream_port: int = 53,
     ) -> None:
         self.addresses = list(addresses)
         self._allowed = allowed
         self._nameservers = nameservers
         self.port = port
+        self.upstream_port = upstream_port
         self._transports: list[asyncio.DatagramTransport] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -210,10 +216,11 @@ class DnsServer:
         for server in self._nameservers():
             try:
                 answer, _ = await dns.asyncquery.udp_with_fallback(
-                    query, server, timeout=FORWARD_TIMEOUT
+                    query, server, timeout=FORWARD_TIMEOUT, port=self.upstream_port
                 )
             except (dns.exception.DNSException, OSError, ValueError):
                 continue
+            drop_addresses(answer)  # the client knows the name by its proxy addresses only
             return answer.to_wire(max_size=65535)
         failed = dns.message.make_response(query)
         failed.set_rcode(dns.rcode.SERVFAIL)

@@ -16,6 +16,11 @@ what a previous run saved. Slot ``k`` gives the IPv4 addresses
 
 Slots that overlap the stub resolver's range ``100.100.111.0/24`` and slot 0
 (the network address) are never given out.
+
+Only proxy addresses stand for a resource's name on the client: the answers
+the gateway's resolver gives to other questions about such a name (MX, SRV,
+CNAME, ...) lose their A and AAAA records on both sides
+(:func:`drop_addresses`), so no glue and no CNAME chain's end shows a real one.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
-from typing import Final
+from typing import Any, Final
 
 Addresses = tuple[tuple[ipaddress.IPv4Address, ...], tuple[ipaddress.IPv6Address, ...]]
 
@@ -35,6 +40,8 @@ STUB_V6: Final = ipaddress.IPv6Address("fd00:2021:1111:8000:100:100:111:0")
 SENTINEL_V4: Final = ipaddress.IPv4Network("100.100.111.0/24")
 PER_FAMILY: Final = 4
 SLOTS: Final = PROXY_V4.num_addresses // PER_FAMILY  # 2**19
+#: RR types A and AAAA (RFC 1035, RFC 3596).
+ADDRESS_TYPES: Final = frozenset({1, 28})
 _BASE4: Final = int(PROXY_V4.network_address)
 _BASE6: Final = int(PROXY_V6.network_address)
 _RESERVED: Final = frozenset(
@@ -143,3 +150,13 @@ class ProxyAddresses:
 
     def names(self) -> Iterable[str]:
         return self._by_name.keys()
+
+
+def drop_addresses(message: Any) -> int:
+    """Remove every A and AAAA rrset from a dnspython message's sections; returns how many."""
+    dropped = 0
+    for section in (message.answer, message.authority, message.additional):
+        kept = [rrset for rrset in section if rrset.rdtype not in ADDRESS_TYPES]
+        dropped += len(section) - len(kept)
+        section[:] = kept
+    return dropped
