@@ -245,13 +245,12 @@ class StubResolver:
             response = dns.message.make_response(message)
             response.flags |= dns.flags.RA
             stack = state.resource.ip_stack
-            families = []  # ANY: both, as an A and an AAAA question would be answered
+            families: list[tuple[dns.rdatatype.RdataType, list[str]]] = []  # ANY: both
             if rrset.rdtype != dns.rdatatype.AAAA and stack != "ipv6_only":
-                families.append((dns.rdatatype.A, ns.v4))
+                families.append((dns.rdatatype.A, [str(a) for a in ns.v4]))
             if rrset.rdtype != dns.rdatatype.A and stack != "ipv4_only":
-                families.append((dns.rdatatype.AAAA, ns.v6))
-            for rdtype, proxies in families:
-                addresses = [str(a) for a in proxies]
+                families.append((dns.rdatatype.AAAA, [str(a) for a in ns.v6]))
+            for rdtype, addresses in families:
                 if addresses:
                     response.answer.append(
                         dns.rrset.from_text_list(rrset.name, PROXY_TTL, "IN", rdtype, addresses)
