@@ -123,7 +123,7 @@ def test_a_dns_name_is_translated_once_resolved():
     assert addresses(out) == (CLIENT.ipv4, "172.16.5.11")  # proxy index 1 → record 1
     assert checksums_ok(out)
     assert t.table.has_nat
-    back = t.table.outbound(packet("172.16.5.11", CLIENT.ipv4, TCP, 80, 40000))
+    back = bytes(t.table.outbound(packet("172.16.5.11", CLIENT.ipv4, TCP, 80, 40000)))
     assert addresses(back) == (str(V4[1]), CLIENT.ipv4)
     assert checksums_ok(back)
     # index 2 of 2 records wraps around to the first
@@ -263,3 +263,32 @@ def test_a_filter_change_reaches_translated_flows_already_running():
     assert t.answer_kind() == ADMIN_PROHIBITED_V4
     t.table.update_resource(resource)
     assert t.table.inbound(flow) is not None
+
+
+@given(
+    st.sampled_from([TCP, UDP]),
+    st.integers(1, 65535),
+    st.integers(1, 65535),
+    st.binary(max_size=64),
+)
+def test_a_flows_later_packets_take_the_fast_paths_and_match_the_first(
+    protocol: int, sport: int, dport: int, payload: bytes
+) -> None:
+    """The first packet of a flow is translated by the general code; the later ones by the
+    inlined fast paths (both ways): the same bytes, valid checksums."""
+    t = Table()
+    t.grant(CLIENT, _resource("d", "*.corp.test", "dns"), domain="app.corp.test", proxy_ips=PROXIES)
+    t.table.set_addresses("app.corp.test", ["172.16.5.10"], [])
+    request = packet(CLIENT.ipv4, str(V4[0]), protocol, sport, dport, payload)
+    first = t.table.inbound(request)
+    assert first is not None
+    assert addresses(first) == (CLIENT.ipv4, "172.16.5.10")
+    again = t.table.inbound(request)
+    assert again is not None
+    assert bytes(again) == bytes(first)
+    assert checksums_ok(bytes(again))
+    reply = packet("172.16.5.10", CLIENT.ipv4, protocol, dport, sport, payload)
+    back = bytes(t.table.outbound(reply))
+    assert addresses(back) == (str(V4[0]), CLIENT.ipv4)
+    assert checksums_ok(back)
+    assert back == bytes(t.table.outbound(reply))

@@ -166,3 +166,30 @@ def test_any_packet_keeps_valid_checksums_both_ways(protocol, sport, dport, payl
         found = (table.tcp_back if protocol == TCP else table.udp_back).get(key)
         assert found is not None
         assert rewrite_v4(answer, found, dst=False) == back
+
+
+@given(
+    st.sampled_from([TCP, UDP]),
+    st.binary(min_size=4, max_size=4),
+    st.binary(min_size=4, max_size=4),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 0xFFFF),
+    st.booleans(),
+)
+def test_the_fast_rewrite_is_the_generic_one_for_any_checksums_and_addresses(
+    protocol: int, proxy: bytes, real: bytes, ip_sum: int, l4_sum: int, dst: bool
+) -> None:
+    """Checksums of any value (0xFFFF, a UDP 0, ...) and any pair of addresses, the
+    adjustment 0 included: rewrite_v4 writes the very bytes rewrite writes."""
+    data = bytearray(packet(CLIENT4, PROXY4, protocol, 40000, 443, b"y" * 21))
+    data[10:12] = ip_sum.to_bytes(2, "big")
+    at = 36 if protocol == TCP else 26
+    data[at : at + 2] = l4_sum.to_bytes(2, "big")
+    data[12:16], data[16:20] = (data[12:16], proxy) if dst else (real, data[16:20])
+    key = flow_key(bytes(data), 4, 20, protocol)
+    assert key is not None
+    flow = NatTable().add(protocol, key, proxy, real, 0.0)
+    address, adjustment = (flow.real, flow.out_adj) if dst else (flow.proxy, flow.back_adj)
+    generic = rewrite(bytes(data), 4, 20, protocol, dst=dst, address=address, adjustment=adjustment)
+    fast = rewrite_v4(bytes(data), flow, dst=dst)
+    assert bytes(fast) == generic

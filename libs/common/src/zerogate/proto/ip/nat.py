@@ -55,6 +55,16 @@ ICMPV6_ECHO_REQUEST: Final = 128  # RFC 4443 §4
 ICMPV6_ECHO_REPLY: Final = 129
 ICMPV6_ERRORS: Final = frozenset({1, 2, 3, 4})  # RFC 4443 §3
 
+_U16: Final = struct.Struct(">H")
+#: An IPv4 header's checksum and the source address after it (offsets 10 to 16).
+_CHECKSUM_SOURCE: Final = struct.Struct(">H4s")
+#: ``pack_checksum(buffer, offset, value)``, ``pack_checksum_source(buffer, 10, value,
+#: address)``: for per-packet code that inlines :func:`rewrite_v4`.
+pack_checksum: Final = _U16.pack_into
+pack_checksum_source: Final = _CHECKSUM_SOURCE.pack_into
+#: ``pack_address(buffer, 16, address)``: an IPv4 destination (a slice assignment costs more).
+pack_address: Final = struct.Struct("4s").pack_into
+
 _ECHO: Final = frozenset(
     {ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY, ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY}
 )
@@ -175,33 +185,26 @@ def rewrite_v4(packet: bytes, flow: Flow, *, dst: bool) -> bytes:
     """The fast case of :func:`rewrite`: IPv4 without options, TCP or UDP, not a later
     fragment (the caller checked), with the flow's address and adjustment.
 
-    RFC 1624 eqn. 3 with the carry folded once (``~HC`` and the adjustment are
-    16-bit, so their sum carries at most once); a result of 0xFFFF (negative
-    zero) is as good a checksum as 0x0000 (RFC 1624 §3).
+    RFC 1624 eqn. 3, ``HC' = ~(~HC + m)``, is in ones'-complement arithmetic
+    ``HC - m``: ``(HC - m) % 0xFFFF`` gives exactly what :func:`adjust` gives.
+    Returns a ``bytearray`` (one copy of the packet, no second one to ``bytes``).
     """
-    if dst:
-        address, adjustment, at = flow.real, flow.out_adj, 16
-    else:
-        address, adjustment, at = flow.proxy, flow.back_adj, 12
     out = bytearray(packet)
-    out[at : at + 4] = address
-    c = (0xFFFF ^ (packet[10] << 8 | packet[11])) + adjustment
-    c = 0xFFFF ^ ((c & 0xFFFF) + (c >> 16))
-    out[10] = c >> 8
-    out[11] = c & 0xFF
-    if packet[9] == PROTO_TCP:
-        at = 36
+    if dst:
+        adjustment = flow.out_adj
+        _U16.pack_into(out, 10, ((packet[10] << 8 | packet[11]) - adjustment) % 0xFFFF)
+        pack_address(out, 16, flow.real)
     else:
-        at = 26
-        if not (packet[26] or packet[27]):  # no UDP checksum (RFC 768)
-            return bytes(out)
-    c = (0xFFFF ^ (packet[at] << 8 | packet[at + 1])) + adjustment
-    c = 0xFFFF ^ ((c & 0xFFFF) + (c >> 16))
-    if c == 0 and at == 26:
-        c = 0xFFFF  # RFC 768: a computed zero is sent as all ones
-    out[at] = c >> 8
-    out[at + 1] = c & 0xFF
-    return bytes(out)
+        adjustment = flow.back_adj
+        _CHECKSUM_SOURCE.pack_into(
+            out, 10, ((packet[10] << 8 | packet[11]) - adjustment) % 0xFFFF, flow.proxy
+        )
+    if packet[9] == PROTO_TCP:
+        _U16.pack_into(out, 36, ((packet[36] << 8 | packet[37]) - adjustment) % 0xFFFF)
+    elif packet[26] or packet[27]:  # UDP with a checksum (0: none, RFC 768)
+        # RFC 768: a computed zero is sent as all ones
+        _U16.pack_into(out, 26, ((packet[26] << 8 | packet[27]) - adjustment) % 0xFFFF or 0xFFFF)
+    return out
 
 
 class NatTable:
