@@ -159,8 +159,8 @@ class WireGuardInterface:
         self._demux: Demux | None = None
         self._unrouted: Callable[[bytes], None] | None = None
         self._inbound_filter: Callable[[bytes], bool] | None = None
-        self._inbound_rewrite: Callable[[bytes], bytes | None] | None = None
-        self._outbound_rewrite: Callable[[bytes], bytes] | None = None
+        self._inbound_rewrite: Callable[[bytes], bytes | bytearray | None] | None = None
+        self._outbound_rewrite: Callable[[bytes], bytes | bytearray] | None = None
         self._event_hook: Callable[[object], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -314,13 +314,15 @@ class WireGuardInterface:
         """Only opened packets for which ``accept(packet)`` is true reach the TUN."""
         self._inbound_filter = accept
 
-    def set_inbound_rewrite(self, rewrite: Callable[[bytes], bytes | None] | None) -> None:
+    def set_inbound_rewrite(
+        self, rewrite: Callable[[bytes], bytes | bytearray | None] | None
+    ) -> None:
         """Hand every opened packet to ``rewrite`` before the TUN; it returns the packet
         to write (the same or a changed one) or ``None`` to drop it. Takes the place
         of the inbound filter while set (a gateway translating addresses)."""
         self._inbound_rewrite = rewrite
 
-    def set_outbound_rewrite(self, rewrite: Callable[[bytes], bytes] | None) -> None:
+    def set_outbound_rewrite(self, rewrite: Callable[[bytes], bytes | bytearray] | None) -> None:
         """Hand every packet read from the TUN to ``rewrite`` before it is sealed; it
         returns the packet to send (the same or a changed one, of the same length).
         It must decide on the IP and transport headers alone: a TCP super-packet's
@@ -345,7 +347,7 @@ class WireGuardInterface:
             self._send_batch(sealed[0], [sealed[1]])
         self._service()
 
-    def write_tun(self, packets: Sequence[bytes]) -> None:
+    def write_tun(self, packets: Sequence[bytes | bytearray]) -> None:
         """Write IP packets to the local TUN (answers made up locally, e.g. ICMP)."""
         self._write_tun(list(packets))
 
@@ -353,7 +355,7 @@ class WireGuardInterface:
         """Drain the core's datagrams and events now (after feeding it from elsewhere)."""
         self._service()
 
-    def _maybe_unrouted(self, packet: bytes, hook: Callable[[bytes], None]) -> None:
+    def _maybe_unrouted(self, packet: bytes | bytearray, hook: Callable[[bytes], None]) -> None:
         peer = self.device.peer_for(packet)
         if peer is None or peer.endpoint is None:
             hook(bytes(packet))
@@ -365,9 +367,9 @@ class WireGuardInterface:
         rewrite = self._inbound_rewrite
         if plain and self.tun is not None:
             if rewrite is not None:
-                plain = rewrite(plain)
-                if plain is not None:
-                    self._write_tun([plain])
+                rewritten = rewrite(plain)
+                if rewritten is not None:
+                    self._write_tun([rewritten])
             elif accept is None or accept(plain):
                 self._write_tun([plain])
         self._service()
@@ -398,14 +400,14 @@ class WireGuardInterface:
                 self.stats.tun_read_errors += 1
                 break
             if not offload:
-                packets: list[bytes] | tuple[bytes] = (
+                packets: Sequence[bytes | bytearray] = (
                     (buffer,) if outbound is None else (outbound(buffer),)
                 )
             elif buffer[0] or buffer[1]:  # checksum to finish or a super-packet to cut
                 packets = split(buffer, outbound)  # a super-packet's header rewritten once
             else:
-                packet = buffer[VIRTIO_NET_HDR_LEN:]
-                packets = (packet,) if outbound is None else (outbound(packet),)
+                plain = buffer[VIRTIO_NET_HDR_LEN:]
+                packets = (plain,) if outbound is None else (outbound(plain),)
             for packet in packets:
                 sealed = encrypt(packet, now)
                 if sealed is None:
@@ -441,7 +443,7 @@ class WireGuardInterface:
     def _on_udp_readable(self, sock: socket.socket) -> None:
         now = self._clock()
         decrypt = self.device.decrypt
-        plain: list[bytes] = []
+        plain: list[bytes | bytearray] = []
         append = plain.append
         write_tun = self._write_tun
         gro = self.udp is not None and self.udp.gro
@@ -481,9 +483,9 @@ class WireGuardInterface:
                         opened = decrypt(segment, source, now)
                     if opened:
                         if rewrite is not None:
-                            opened = rewrite(opened)
-                            if opened is not None:
-                                append(opened)
+                            translated = rewrite(opened)
+                            if translated is not None:
+                                append(translated)
                         elif accept is None or accept(opened):
                             append(opened)
                 budget -= -(-len(data) // size)
@@ -500,9 +502,9 @@ class WireGuardInterface:
                     opened = decrypt(data, source, now)
                 if opened:
                     if rewrite is not None:
-                        opened = rewrite(opened)
-                        if opened is not None:
-                            append(opened)
+                        translated = rewrite(opened)
+                        if translated is not None:
+                            append(translated)
                     elif accept is None or accept(opened):
                         append(opened)
                 budget -= 1
@@ -528,7 +530,7 @@ class WireGuardInterface:
                 self.device.set_under_load(True)
             self._under_load_until = now + UNDER_LOAD_SECONDS
 
-    def _write_tun(self, packets: list[bytes]) -> None:
+    def _write_tun(self, packets: list[bytes | bytearray]) -> None:
         tun = self.tun
         if tun is None:
             return

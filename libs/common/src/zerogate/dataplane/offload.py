@@ -26,7 +26,7 @@ Malformed super-packets (which only our own kernel can hand us) are dropped.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 VIRTIO_NET_HDR_LEN = 10
 VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
@@ -49,9 +49,9 @@ MAX_COALESCED = 65535 - 60  # an IPv4 total length must fit 16 bits
 MAX_SEGMENTS = 64
 
 _HDR = struct.Struct("<BBHHHH")
-Rewrite = Callable[[bytes], bytes]
+Rewrite = Callable[[bytes], bytes | bytearray]
 """A per-packet translation applied while splitting (see :func:`split_packet`)."""
-IoVec = list[bytes | memoryview]
+IoVec = list[bytes | bytearray | memoryview]
 """The pieces of one TUN write, for ``os.writev`` (no copy into one buffer)."""
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
@@ -83,7 +83,7 @@ def _pseudo_sum(packet: bytes | bytearray, version: int, length: int) -> int:
     return (int.from_bytes(addresses, "big") + IPPROTO_TCP + length) % 0xFFFF
 
 
-def split_packet(buffer: bytes, rewrite: Rewrite | None = None) -> list[bytes]:
+def split_packet(buffer: bytes, rewrite: Rewrite | None = None) -> Sequence[bytes | bytearray]:
     """Turn what a vnet-header TUN read returned into plain IP packets.
 
     ``rewrite`` (a packet in, the same packet or a translated one of the same
@@ -206,13 +206,16 @@ class TcpCoalescer:
     kernel's own GRO (net/ipv4/tcp_offload.c).
     """
 
-    def coalesce(self, packets: list[bytes]) -> list[IoVec]:
+    def coalesce(self, packets: Sequence[bytes | bytearray]) -> list[IoVec]:
         """Return one buffer list per ``os.writev``, each starting with a virtio_net_hdr."""
         out: list[IoVec] = []
         append = out.append
-        run: list[bytes] = []
+        run: list[bytes | bytearray] = []
         run_hl = run_t = run_mss = run_bytes = next_seq = 0
-        run_flow = run_ack = run_opts = run_ip = b""
+        run_flow: bytes | bytearray = b""
+        run_ack: bytes | bytearray = b""
+        run_opts: bytes | bytearray = b""
+        run_ip: bytes | bytearray = b""
         from_bytes = int.from_bytes
         for p in packets:
             n = len(p)
@@ -286,7 +289,9 @@ class TcpCoalescer:
         return out
 
 
-def _emit(run: list[bytes], ip_len: int, header_len: int, mss: int, payload_len: int) -> IoVec:
+def _emit(
+    run: list[bytes | bytearray], ip_len: int, header_len: int, mss: int, payload_len: int
+) -> IoVec:
     first = run[0]
     if len(run) == 1:
         return [PLAIN_HEADER, first]

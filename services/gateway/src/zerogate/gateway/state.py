@@ -441,7 +441,7 @@ class AccessTable:
         """Whether a packet from a client may go on to the site's network."""
         return self.inbound(packet) is not None
 
-    def inbound(self, packet: bytes) -> bytes | None:
+    def inbound(self, packet: bytes) -> bytes | bytearray | None:
         """A client's packet as it goes on to the site (translated), or ``None`` (dropped)."""
         n = len(packet)
         b0 = packet[0] if n else 0
@@ -518,7 +518,7 @@ class AccessTable:
         return protocol in (PROTO_ICMP, PROTO_ICMPV6) and packet[offset] == _ICMP_ECHO[version]
 
     def _to_proxy(self, rules: ClientRules, packet: bytes, version: int, offset: int,
-                  protocol: int, later: bool) -> bytes | None:  # fmt: skip
+                  protocol: int, later: bool) -> bytes | bytearray | None:  # fmt: skip
         proxy = packet[16:20] if version == 4 else packet[24:40]
         target = rules.proxies.get(proxy)
         if target is None or (
@@ -564,7 +564,7 @@ class AccessTable:
         return rewrite(packet, version, offset, protocol, dst=True, address=flow.real,
                        adjustment=flow.out_adj)  # fmt: skip
 
-    def outbound(self, packet: bytes) -> bytes:
+    def outbound(self, packet: bytes) -> bytes | bytearray:
         """A packet from the site to a client: the source of a translated flow goes back."""
         if packet[0] == 0x45:  # IPv4 without options: the usual case, kept short
             nat = self._nat.get(packet[16:20])

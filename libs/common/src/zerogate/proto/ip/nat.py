@@ -181,7 +181,7 @@ def rewrite(packet: bytes, version: int, offset: int, protocol: int, *, dst: boo
     return bytes(out)
 
 
-def rewrite_v4(packet: bytes, flow: Flow, *, dst: bool) -> bytes:
+def rewrite_v4(packet: bytes, flow: Flow, *, dst: bool) -> bytes | bytearray:
     """The fast case of :func:`rewrite`: IPv4 without options, TCP or UDP, not a later
     fragment (the caller checked), with the flow's address and adjustment.
 

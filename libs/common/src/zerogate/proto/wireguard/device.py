@@ -311,7 +311,7 @@ class Device:
             self._routes.remove(net)
         self._free(peer.session.close())
 
-    def peer_for(self, packet: bytes) -> Peer | None:
+    def peer_for(self, packet: bytes | bytearray) -> Peer | None:
         """The peer an outgoing IP packet is routed to (longest AllowedIPs match)."""
         session = None
         if len(packet) >= 20 and packet[0] >> 4 == 4:
@@ -322,7 +322,7 @@ class Device:
 
     # --- fast paths -------------------------------------------------------------
 
-    def encrypt(self, packet: bytes, now: float) -> tuple[Endpoint, bytes] | None:
+    def encrypt(self, packet: bytes | bytearray, now: float) -> tuple[Endpoint, bytes] | None:
         """Encrypt an IP packet from the TUN for the peer its destination routes to.
 
         Returns ``(endpoint, datagram)`` when a usable session exists. Otherwise

@@ -391,7 +391,9 @@ class Session:
 
     # --- the per-packet path ----------------------------------------------------
 
-    def seal(self, packet: bytes, now: float, mtu: int) -> tuple[Endpoint, bytes] | None:
+    def seal(
+        self, packet: bytes | bytearray, now: float, mtu: int
+    ) -> tuple[Endpoint, bytes] | None:
         """Build the transport message of ``packet`` (b"" is a keepalive), §5.4.6.
 
         Returns ``(endpoint, datagram)``. Returns None without an endpoint (the
