@@ -64,6 +64,7 @@ import dns.rrset
 
 from zerogate.client.state import Resources, ResourceState
 from zerogate.client.upstream import Upstream, UpstreamError
+from zerogate.common.dnstcp import serve_connection
 from zerogate.dataplane.udp import DatagramBatch
 from zerogate.proto.dns.proxy import STUB_V4, STUB_V6, drop_addresses, slot_of
 from zerogate.proto.dns.wire import (
@@ -503,14 +504,20 @@ class StubServer:
             resolver.stats["queries"] += served
 
     async def _slow_udp(self, sock: socket.socket, data: bytes, source: Any) -> None:
-        try:
-            answer = await self.resolver.answer(data)
-        except Exception:
-            log.exception("the stub resolver failed on a query")
-            answer = _format_error(data)
+        answer = await self._answer(data)
         if answer is not None:
             with contextlib.suppress(OSError):
                 sock.sendto(answer, source)
+
+    async def _answer(self, data: bytes, *, tcp: bool = False) -> bytes | None:
+        try:
+            return await self.resolver.answer(data, tcp=tcp)
+        except Exception:
+            log.exception("the stub resolver failed on a query")
+            return _format_error(data)
+
+    async def _answer_tcp(self, data: bytes) -> bytes | None:
+        return await self._answer(data, tcp=True)
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._connections >= MAX_TCP_CONNECTIONS:
@@ -521,26 +528,8 @@ class StubServer:
         if task is not None:
             self._tasks.add(task)
         try:
-            while True:
-                head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE)
-                data = await asyncio.wait_for(
-                    reader.readexactly(int.from_bytes(head, "big")), TCP_IDLE
-                )
-                try:
-                    answer = await self.resolver.answer(data, tcp=True)
-                except Exception:
-                    log.exception("the stub resolver failed on a query")
-                    answer = _format_error(data)
-                if answer is None:
-                    continue
-                writer.write(len(answer).to_bytes(2, "big") + answer)
-                await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
-            pass
+            await serve_connection(reader, writer, self._answer_tcp, idle=TCP_IDLE)
         finally:
             self._connections -= 1
             if task is not None:
                 self._tasks.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()

@@ -40,6 +40,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
+from zerogate.common.dnstcp import serve_connection
 from zerogate.proto.dns.proxy import drop_addresses
 
 log = logging.getLogger(__name__)
@@ -229,21 +230,9 @@ class DnsServer:
     async def _tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         source = str(peer[0]) if peer else ""
-        try:
-            while True:
-                head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE)
-                data = await asyncio.wait_for(
-                    reader.readexactly(int.from_bytes(head, "big")), TCP_IDLE
-                )
-                answer = await self.answer(data, source)
-                if answer is None:
-                    break
-                writer.write(len(answer).to_bytes(2, "big") + answer)
-                await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
+        await serve_connection(
+            reader, writer, lambda query: self.answer(query, source), idle=TCP_IDLE
+        )
 
 
 class _Udp(asyncio.DatagramProtocol):
