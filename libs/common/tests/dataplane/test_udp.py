@@ -5,6 +5,7 @@ from __future__ import annotations
 import select
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -195,70 +196,62 @@ def test_a_batch_answers_each_sender_with_its_own_reply(native: bool, family) ->
                 client.close()
 
 
+@pytest.fixture
+def loopback() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A non-blocking server socket and a client connected to it, on 127.0.0.1."""
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client,
+    ):
+        server.bind(("127.0.0.1", 0))
+        server.setblocking(False)
+        client.connect(server.getsockname())
+        client.settimeout(5)
+        yield server, client
+
+
+def _asked(batch: DatagramBatch, client: socket.socket, query: bytes) -> list[bytes]:
+    client.send(query)
+    _wait_readable(batch.sock)
+    return batch.receive()
+
+
 @pytest.mark.parametrize("native", [True, False], ids=["mmsg", "portable"])
-def test_a_reply_larger_than_a_slot_and_a_long_datagram(native: bool) -> None:
-    with (
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server,
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client,
-    ):
-        server.bind(("127.0.0.1", 0))
-        server.setblocking(False)
-        batch = DatagramBatch(server, count=4, size=16, native=native)
-        client.connect(server.getsockname())
-        client.settimeout(5)
-        client.send(b"x" * 40)
-        _wait_readable(server)
-        [data] = batch.receive()
-        assert data == b"x" * 16  # cut to the slot, as recvfrom(16) cuts
-        batch.reply(0, b"y" * 1000)  # too large for a slot: sent on its own
-        batch.reply(0, b"short")
-        batch.flush()
-        assert client.recv(2000) == b"y" * 1000
-        assert client.recv(2000) == b"short"
-        with pytest.raises(IndexError):
-            batch.reply(1, b"no such datagram")
+def test_a_reply_larger_than_a_slot_and_a_long_datagram(loopback, native: bool) -> None:
+    server, client = loopback
+    batch = DatagramBatch(server, count=4, size=16, native=native)
+    assert _asked(batch, client, b"x" * 40) == [b"x" * 16]  # cut to the slot, as recvfrom(16)
+    batch.reply(0, b"y" * 1000)  # too large for a slot: sent on its own
+    batch.reply(0, b"short")
+    batch.flush()
+    assert client.recv(2000) == b"y" * 1000
+    assert client.recv(2000) == b"short"
+    with pytest.raises(IndexError):
+        batch.reply(1, b"no such datagram")
 
 
-def test_more_replies_than_slots_all_go_out() -> None:
-    with (
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server,
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client,
-    ):
-        server.bind(("127.0.0.1", 0))
-        server.setblocking(False)
-        batch = DatagramBatch(server, count=2, size=16)
-        client.connect(server.getsockname())
-        client.settimeout(5)
-        client.send(b"q")
-        _wait_readable(server)
-        assert batch.receive() == [b"q"]
-        for i in range(5):
-            batch.reply(0, b"%d" % i)
-        batch.flush()
-        assert [client.recv(16) for _ in range(5)] == [b"0", b"1", b"2", b"3", b"4"]
+def test_more_replies_than_slots_all_go_out(loopback) -> None:
+    server, client = loopback
+    batch = DatagramBatch(server, count=2, size=16)
+    assert _asked(batch, client, b"q") == [b"q"]
+    for i in range(5):
+        batch.reply(0, b"%d" % i)
+    batch.flush()
+    assert [client.recv(16) for _ in range(5)] == [b"0", b"1", b"2", b"3", b"4"]
 
 
 @pytest.mark.skipif(not HAVE_MMSG, reason="libc has no recvmmsg/sendmmsg")
-def test_a_refused_reply_is_counted_and_the_rest_still_go() -> None:
-    with (
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server,
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client,
-    ):
-        server.bind(("127.0.0.1", 0))
-        server.setblocking(False)
-        batch = DatagramBatch(server, count=4, size=70_000)
-        client.connect(server.getsockname())
-        client.settimeout(5)
-        client.send(b"q")
-        _wait_readable(server)
-        assert batch.receive() == [b"q"]
-        batch.reply(0, b"ok-1")
-        batch.reply(0, b"z" * 66_000)  # fits a slot, not an IPv4 datagram: EMSGSIZE
-        batch.reply(0, b"ok-3")
-        assert batch.flush() == 2
-        assert batch.dropped == 1
-        assert client.recv(100) == b"ok-1"
-        assert client.recv(100) == b"ok-3"
+def test_a_refused_reply_is_counted_and_the_rest_still_go(loopback) -> None:
+    server, client = loopback
+    batch = DatagramBatch(server, count=4, size=70_000)
+    assert _asked(batch, client, b"q") == [b"q"]
+    batch.reply(0, b"ok-1")
+    batch.reply(0, b"z" * 66_000)  # fits a slot, not an IPv4 datagram: EMSGSIZE
+    batch.reply(0, b"ok-3")
+    assert batch.flush() == 2
+    assert batch.dropped == 1
+    assert client.recv(100) == b"ok-1"
+    assert client.recv(100) == b"ok-3"
 
 
 @given(st.binary(max_size=40))
