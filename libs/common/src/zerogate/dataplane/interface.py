@@ -319,7 +319,11 @@ class WireGuardInterface:
     ) -> None:
         """Hand every opened packet to ``rewrite`` before the TUN; it returns the packet
         to write (the same or a changed one) or ``None`` to drop it. Takes the place
-        of the inbound filter while set (a gateway translating addresses)."""
+        of the inbound filter while set (a gateway translating addresses). With TUN
+        offloads, a run of one flow's TCP segments that the coalescer glues together
+        is handed over once, as its first segment, and the answer holds for the run
+        (``offload.TcpCoalescer.coalesce``): it must decide on the IP and transport
+        headers alone."""
         self._inbound_rewrite = rewrite
 
     def set_outbound_rewrite(self, rewrite: Callable[[bytes], bytes | bytearray] | None) -> None:
@@ -452,6 +456,10 @@ class WireGuardInterface:
         demux = self._demux
         accept = self._inbound_filter
         rewrite = self._inbound_rewrite
+        later: gso.Admit | None = None
+        if rewrite is not None and self._gro is not None:
+            # The coalescer checks and translates each run of a flow once, on its header.
+            later, rewrite, accept = rewrite, None, None
         budget = MAX_BATCH
         while budget > 0:
             try:
@@ -511,11 +519,11 @@ class WireGuardInterface:
             if len(plain) >= TUN_WRITE_BATCH:
                 # hand the kernel what we have: the receiving application can start
                 # on it while we open the rest
-                write_tun(plain)
+                write_tun(plain, later)
                 plain = []
                 append = plain.append
         if plain:
-            write_tun(plain)
+            write_tun(plain, later)
         self._service()
 
     def _note_initiation(self, now: float) -> None:
@@ -530,14 +538,17 @@ class WireGuardInterface:
                 self.device.set_under_load(True)
             self._under_load_until = now + UNDER_LOAD_SECONDS
 
-    def _write_tun(self, packets: list[bytes | bytearray]) -> None:
+    def _write_tun(
+        self, packets: list[bytes | bytearray], rewrite: gso.Admit | None = None
+    ) -> None:
+        """Write ``packets`` (with ``rewrite``: as it admits them, coalescing only)."""
         tun = self.tun
         if tun is None:
             return
         fd = tun.fd
         if self._gro is not None:
             writev = os.writev
-            for iov in self._gro.coalesce(packets):
+            for iov in self._gro.coalesce(packets, rewrite):
                 try:
                     writev(fd, iov)
                 except OSError:

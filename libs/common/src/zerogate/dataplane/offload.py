@@ -51,6 +51,8 @@ MAX_SEGMENTS = 64
 _HDR = struct.Struct("<BBHHHH")
 Rewrite = Callable[[bytes], bytes | bytearray]
 """A per-packet translation applied while splitting (see :func:`split_packet`)."""
+Admit = Callable[[bytes], bytes | bytearray | None]
+"""A per-packet check and translation applied while coalescing (None: not written)."""
 IoVec = list[bytes | bytearray | memoryview]
 """The pieces of one TUN write, for ``os.writev`` (no copy into one buffer)."""
 _U16 = struct.Struct("!H")
@@ -204,11 +206,20 @@ class TcpCoalescer:
     has only ACK (and PSH) set, and is not longer than the run's first segment
     (which sets ``gso_size``). A shorter segment or PSH ends the run, like the
     kernel's own GRO (net/ipv4/tcp_offload.c).
+
+    With ``rewrite`` (a packet in; the packet to write, or None to drop it), the
+    segments are glued as they came and ``rewrite`` sees each run's shared
+    header once, as :func:`split_packet` does on the way out: a run is one flow
+    with only ACK/PSH set, so one decision and one translation hold for all of
+    its segments, and the super-packet's checksums are made afresh from the
+    rewritten header. A segment written alone is rewritten whole.
     """
 
-    def coalesce(self, packets: Sequence[bytes | bytearray]) -> list[IoVec]:
+    def coalesce(
+        self, packets: Sequence[bytes | bytearray], rewrite: Admit | None = None
+    ) -> list[IoVec]:
         """Return one buffer list per ``os.writev``, each starting with a virtio_net_hdr."""
-        out: list[IoVec] = []
+        out: list[IoVec | None] = []  # None: what ``rewrite`` dropped
         append = out.append
         run: list[bytes | bytearray] = []
         run_hl = run_t = run_mss = run_bytes = next_seq = 0
@@ -236,9 +247,9 @@ class TcpCoalescer:
             hl = t + ((p[t + 12] >> 4) << 2) if t else 0
             if not t or hl < t + 20 or n < hl:
                 if run:
-                    append(_emit(run, run_t, run_hl, run_mss, run_bytes))
+                    out.extend(_emit(run, run_t, run_hl, run_mss, run_bytes, rewrite))
                     run = []
-                append([PLAIN_HEADER, p])
+                append([PLAIN_HEADER, p] if rewrite is None else _alone(p, rewrite))
                 continue
             flags = p[t + 13]
             size = n - hl
@@ -266,14 +277,14 @@ class TcpCoalescer:
                 run_bytes += size
                 next_seq = (seq + size) & 0xFFFFFFFF
                 if size < run_mss or flags & TCP_FLAG_PSH:
-                    append(_emit(run, run_t, run_hl, run_mss, run_bytes))
+                    out.extend(_emit(run, run_t, run_hl, run_mss, run_bytes, rewrite))
                     run = []
                 continue
             if run:
-                append(_emit(run, run_t, run_hl, run_mss, run_bytes))
+                out.extend(_emit(run, run_t, run_hl, run_mss, run_bytes, rewrite))
                 run = []
-            if size == 0 or flags & ~TCP_FLAG_ACK:
-                append([PLAIN_HEADER, p])  # SYN/FIN/RST/URG/CWR/PSH, pure ACKs: alone
+            if size == 0 or flags & ~TCP_FLAG_ACK:  # SYN/FIN/RST/URG/CWR/PSH, pure ACKs: alone
+                append([PLAIN_HEADER, p] if rewrite is None else _alone(p, rewrite))
                 continue
             run = [p]
             run_t = t
@@ -285,18 +296,38 @@ class TcpCoalescer:
             run_opts = p[t + 14 : t + 16] + p[t + 20 : hl]
             run_ip = ip_same
         if run:
-            append(_emit(run, run_t, run_hl, run_mss, run_bytes))
-        return out
+            out.extend(_emit(run, run_t, run_hl, run_mss, run_bytes, rewrite))
+        if rewrite is None:
+            return out  # type: ignore[return-value]  # nothing was dropped
+        return [iov for iov in out if iov is not None]
+
+
+def _alone(packet: bytes | bytearray, rewrite: Admit) -> IoVec | None:
+    rewritten = rewrite(packet if isinstance(packet, bytes) else bytes(packet))
+    return None if rewritten is None else [PLAIN_HEADER, rewritten]
 
 
 def _emit(
-    run: list[bytes | bytearray], ip_len: int, header_len: int, mss: int, payload_len: int
-) -> IoVec:
+    run: list[bytes | bytearray],
+    ip_len: int,
+    header_len: int,
+    mss: int,
+    payload_len: int,
+    rewrite: Admit | None = None,
+) -> list[IoVec]:
     first = run[0]
-    if len(run) == 1:
-        return [PLAIN_HEADER, first]
+    if rewrite is not None:  # one decision and one translation for the whole run
+        head = rewrite(first if isinstance(first, bytes) else bytes(first))
+        if head is None:  # refused, or held while a name resolves: each segment on its own
+            return [iov for p in run[1:] if (iov := _alone(p, rewrite)) is not None]
+        if len(run) == 1:
+            return [[PLAIN_HEADER, head]]
+    elif len(run) == 1:
+        return [[PLAIN_HEADER, first]]
+    else:
+        head = first
     last = run[-1]
-    header = bytearray(first[:header_len])
+    header = bytearray(head[:header_len])
     # PSH of the last segment travels on the super-packet.
     header[ip_len + 13] |= last[ip_len + 13] & TCP_FLAG_PSH
     version = first[0] >> 4
@@ -316,4 +347,4 @@ def _emit(
     )
     parts: IoVec = [vnet + header]
     parts += [memoryview(p)[header_len:] for p in run]
-    return parts
+    return [parts]
