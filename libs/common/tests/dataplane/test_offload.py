@@ -408,3 +408,12 @@ def test_a_run_whose_first_segment_is_held_goes_out_segment_by_segment() -> None
     assert len(out) == 3
     assert [struct.unpack_from("<BB", b)[1] for b in out] == [GSO_NONE] * 3
     assert [b[VNET_LEN:] for b in out] == [translate(p) for p in packets[1:]]
+
+
+def test_a_pure_ack_after_a_run_is_written_on_its_own() -> None:
+    """A segment without payload continuing a run (a duplicate ACK, which TCP counts) is
+    never glued on: a super-packet cut by gso_size would lose it."""
+    packets = [*_run(2, size=100), tcp_packet(b"", seq=1200)]
+    out = coalesce(packets)
+    assert [struct.unpack_from("<BB", b)[1] for b in out] == [GSO_TCPV4, GSO_NONE]
+    assert out[1][VNET_LEN:] == packets[2]

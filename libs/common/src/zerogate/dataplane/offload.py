@@ -262,6 +262,7 @@ class TcpCoalescer:
                 ip_same = p[0:4] + p[7:8]
             if (
                 run
+                and size  # a pure ACK never joins: the kernel would cut it away (a dup ACK)
                 and seq == next_seq
                 and hl == run_hl
                 and size <= run_mss
