@@ -159,8 +159,8 @@ class WireGuardInterface:
         self._demux: Demux | None = None
         self._unrouted: Callable[[bytes], None] | None = None
         self._inbound_filter: Callable[[bytes], bool] | None = None
-        self._inbound_rewrite: Callable[[bytes], bytes | bytearray | None] | None = None
-        self._outbound_rewrite: Callable[[bytes], bytes | bytearray] | None = None
+        self._inbound_rewrite: gso.Admit | None = None
+        self._outbound_rewrite: gso.Rewrite | None = None
         self._event_hook: Callable[[object], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -314,9 +314,7 @@ class WireGuardInterface:
         """Only opened packets for which ``accept(packet)`` is true reach the TUN."""
         self._inbound_filter = accept
 
-    def set_inbound_rewrite(
-        self, rewrite: Callable[[bytes], bytes | bytearray | None] | None
-    ) -> None:
+    def set_inbound_rewrite(self, rewrite: gso.Admit | None) -> None:
         """Hand every opened packet to ``rewrite`` before the TUN; it returns the packet
         to write (the same or a changed one) or ``None`` to drop it. Takes the place
         of the inbound filter while set (a gateway translating addresses). With TUN
@@ -326,7 +324,7 @@ class WireGuardInterface:
         headers alone."""
         self._inbound_rewrite = rewrite
 
-    def set_outbound_rewrite(self, rewrite: Callable[[bytes], bytes | bytearray] | None) -> None:
+    def set_outbound_rewrite(self, rewrite: gso.Rewrite | None) -> None:
         """Hand every packet read from the TUN to ``rewrite`` before it is sealed; it
         returns the packet to send (the same or a changed one, of the same length).
         It must decide on the IP and transport headers alone: a TCP super-packet's
